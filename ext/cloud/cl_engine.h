@@ -1,0 +1,56 @@
+/*
+ * cl_engine: the leader's work on a cloud, shared by the daemon and the extension: observe
+ * the pool hosts' domains, plan (placement, identities), converge in role dependency order,
+ * tear down, and describe the result as the status document of doc/INTERNALS.md §3.
+ * One engine per process; mutations of all clouds are serialised by one lock (one actor).
+ */
+#ifndef CL_ENGINE_H
+#define CL_ENGINE_H
+
+#include <json-c/json.h>
+
+#include "cl_err.h"
+#include "cl_net.h"
+#include "cl_spec.h"
+
+typedef struct cl_engine cl_engine_t;
+
+typedef struct cl_engine_opts {
+    const char *state_dir;   /* where clouds' state files live */
+    const cl_addrs_t *self;  /* this host's identity (copied); NULL: the local interfaces */
+    int readonly;            /* status/plan only: read-only connections, state never written */
+} cl_engine_opts_t;
+
+/* Called for each progress event (ev is borrowed: the callee takes a reference to keep it). */
+typedef void (*cl_progress_fn)(void *ud, json_object *ev);
+
+int cl_engine_new(const cl_engine_opts_t *opts, cl_engine_t **out, cl_err_t *err);
+void cl_engine_free(cl_engine_t *e);
+const cl_addrs_t *cl_engine_self(const cl_engine_t *e);
+
+/* Is this host in the spec's pool?  Which pool host leads (issue 2: the first; see README)? */
+int cl_engine_is_member(const cl_engine_t *e, const cl_spec_t *spec);
+int cl_engine_leader_index(const cl_engine_t *e, const cl_spec_t *spec);
+
+/*
+ * Converge spec (ensure => running).  noop: only plan.  *result (caller puts):
+ * {"changed":N,"changes":[...],"plan":[...],"status":{...}}.
+ */
+int cl_engine_apply(cl_engine_t *e, const cl_spec_t *spec, int noop, cl_progress_fn fn, void *ud,
+                    json_object **result, cl_err_t *err);
+/* Tear cloud name down on every pool host (spec may be NULL: the stored one is used). */
+int cl_engine_stop(cl_engine_t *e, const char *name, const cl_spec_t *spec, int noop,
+                   cl_progress_fn fn, void *ud, json_object **result, cl_err_t *err);
+/* One observe/repair cycle with the stored spec (nothing to do if none). */
+int cl_engine_monitor(cl_engine_t *e, const char *name, cl_progress_fn fn, void *ud,
+                      json_object **result, cl_err_t *err);
+/*
+ * Status of one cloud (name, with spec if the caller has it) or of every known cloud (name
+ * NULL): {"clouds":[...]}.
+ */
+int cl_engine_status(cl_engine_t *e, const char *name, const cl_spec_t *spec,
+                     json_object **result, cl_err_t *err);
+/* Number of clouds with state on this host. */
+size_t cl_engine_cloud_count(cl_engine_t *e);
+
+#endif

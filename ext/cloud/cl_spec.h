@@ -1,0 +1,63 @@
+/*
+ * cl_spec: the declaration of one cloud as the core sees it, parsed from the spec JSON of
+ * doc/INTERNALS.md §1 and validated again here (the spec may come from another host).  Every
+ * error names the attribute and the bad value.  Strings point into the json object it holds.
+ */
+#ifndef CL_SPEC_H
+#define CL_SPEC_H
+
+#include <json-c/json.h>
+#include <stddef.h>
+
+#include "cl_err.h"
+
+#define CL_NAME_MAX 40        /* longest cloud name */
+#define CL_DOMNAME_MAX 128    /* longest derived domain name */
+
+typedef struct cl_slot {
+    const char *name;      /* <cloud>-<role>-<n>: also the libvirt domain name */
+    const char **roles;    /* declared roles holding this VM, in declaration order */
+    size_t nroles;
+    const char **services; /* roles with composite ones expanded */
+    size_t nservices;
+    int index;             /* index within its first role */
+    const char *ip;
+    const char *image;
+} cl_slot_t;
+
+typedef struct cl_role {
+    const char *name;
+    const char **after;
+    size_t nafter;
+} cl_role_t;
+
+typedef struct cl_spec {
+    json_object *json;     /* owned reference to the whole spec */
+    const char *name, *type, *ensure, *hypervisor, *tmpl, *tmpl_path;
+    const char *mac_start; /* NULL: derived */
+    const char *disk_pool, *disk_pool_path, *image_format, *ssh_key, *secret_file;
+    const char **pool;
+    size_t npool;
+    unsigned long vm_mem_kib;
+    unsigned vm_ncpu;
+    cl_role_t *roles;
+    size_t nroles;
+    cl_slot_t *slots;
+    size_t nslots;
+    int running;           /* ensure == running */
+} cl_spec_t;
+
+/* Parse and validate; takes its own reference to obj.  *out is freed with cl_spec_free. */
+int cl_spec_parse(json_object *obj, cl_spec_t **out, cl_err_t *err);
+int cl_spec_parse_string(const char *text, cl_spec_t **out, cl_err_t *err);
+void cl_spec_free(cl_spec_t *spec);
+/* Valid cloud name ([A-Za-z0-9][A-Za-z0-9_.-]{0,39}). */
+int cl_spec_name_ok(const char *name);
+/* Index of the slot named name, or -1. */
+int cl_spec_slot_find(const cl_spec_t *spec, const char *name);
+/* Hypervisor URI for a pool host ("%{host}" replaced); malloc'ed, NULL on overflow. */
+char *cl_spec_uri_for(const char *hypervisor, const char *host);
+/* Memory of a slot (today the cloud-wide vm_mem). */
+unsigned long cl_spec_slot_mem_kib(const cl_spec_t *spec, size_t i);
+
+#endif

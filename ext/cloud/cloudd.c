@@ -1,0 +1,603 @@
+/*
+ * cloudd: the per-host daemon.  It owns the host's hypervisor connections (holding libvirt's
+ * test driver open in embedded mode), serves the root-only control socket, runs the leader's
+ * work for the clouds it leads, and in embedded mode exits once the last cloud is stopped.
+ * The main thread runs libvirt's event loop (control socket, timers, domain events); each
+ * control connection is served by a thread of its own; the engine serialises mutations.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <libvirt/libvirt.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "cl_ctl.h"
+#include "cl_engine.h"
+#include "cl_err.h"
+#include "cl_log.h"
+#include "cl_net.h"
+#include "cl_spec.h"
+#include "cl_state.h"
+#include "cl_time.h"
+#include "cl_timeouts.h"
+#include "cl_virt.h"
+
+#define CLOUDD_VERSION "0.1.0"
+#define CLOUDD_REQUEST_MS 10000     /* a client must send its request within this */
+#define CLOUDD_IDLE_CHECK_MS 2000   /* embedded mode: how often to check for idleness */
+#define CLOUDD_IDLE_EXIT_MS 60000   /* embedded mode: exit when no cloud and idle this long */
+
+static struct {
+    const char *socket_path;
+    const char *state_dir;
+    const char *log_path;
+    const char *pid_path;
+    int embedded;
+    int daemonize;
+    int debug;
+    unsigned idle_exit_ms;
+    cl_addrs_t addresses;
+} opt;
+
+static cl_engine_t *engine;
+static int listen_fd = -1;
+static int wake_pipe[2] = {-1, -1};
+static atomic_int quit_flag;
+static atomic_int active;
+static atomic_ullong last_activity_ms;
+
+/* ========================================================================================== */
+/* Requests                                                                                   */
+/* ========================================================================================== */
+
+typedef struct conn {
+    int fd;
+} conn_t;
+
+static void send_line(int fd, json_object *o)
+{
+    cl_err_t err;
+
+    cl_err_clear(&err);
+    if (cl_ctl_write(fd, o, CL_CTL_STATUS_MS, &err) < 0)
+        cl_log(CL_LOG_DEBUG, "-client", "could not write to a client: %s", err.msg);
+}
+
+static void on_progress(void *ud, json_object *ev)
+{
+    send_line(*(int *)ud, ev);
+}
+
+static void request_quit(void)
+{
+    char c = 'q';
+
+    atomic_store(&quit_flag, 1);
+    if (write(wake_pipe[1], &c, 1) < 0) {
+        /* the loop also wakes on its idle timer */
+    }
+}
+
+static json_object *ok_with(json_object *res)
+{
+    if (!res)
+        res = json_object_new_object();
+    json_object_object_add(res, "ok", json_object_new_boolean(1));
+    return res;
+}
+
+/* Parse "spec" of a request if present.  Returns 1 if parsed, 0 if absent, -1 on error. */
+static int req_spec(json_object *req, cl_spec_t **spec, cl_err_t *err)
+{
+    json_object *v;
+
+    *spec = NULL;
+    if (!json_object_object_get_ex(req, "spec", &v) || json_object_is_type(v, json_type_null))
+        return 0;
+    return cl_spec_parse(v, spec, err) < 0 ? -1 : 1;
+}
+
+static const char *req_str(json_object *req, const char *key)
+{
+    json_object *v;
+
+    if (json_object_object_get_ex(req, key, &v) && json_object_is_type(v, json_type_string))
+        return json_object_get_string(v);
+    return NULL;
+}
+
+/* The leader of spec as this daemon sees it; -1 with err if this host may not act on it. */
+static int check_leader(const cl_spec_t *spec, cl_err_t *err)
+{
+    int li;
+
+    if (!cl_engine_is_member(engine, spec))
+        return cl_err_set(err, CL_ERR_ELECTION, 0, NULL, "lead cloud",
+                          "this host is not in the pool of cloud %s", spec->name);
+    li = cl_engine_leader_index(engine, spec);
+    if (li < 0 || !cl_net_is_self(cl_engine_self(engine), spec->pool[li]))
+        return cl_err_set(err, CL_ERR_ELECTION, 0, li >= 0 ? spec->pool[li] : NULL, "lead cloud",
+                          "this host does not lead cloud %s (the leader is %s)", spec->name,
+                          li >= 0 ? spec->pool[li] : "unknown");
+    return 0;
+}
+
+static json_object *dispatch(int fd, json_object *req, int *stopped, cl_err_t *err)
+{
+    const char *op = req_str(req, "op"), *name = req_str(req, "name");
+    json_object *res = NULL, *v;
+    cl_spec_t *spec = NULL;
+    int noop = json_object_object_get_ex(req, "noop", &v) && json_object_get_boolean(v);
+    int has;
+
+    if (!json_object_object_get_ex(req, "v", &v) || json_object_get_int(v) != CL_CTL_VERSION) {
+        cl_err_set(err, CL_ERR_PROTO, 0, NULL, "request", "unsupported protocol version (want %d)",
+                   CL_CTL_VERSION);
+        return NULL;
+    }
+    if (!op) {
+        cl_err_set(err, CL_ERR_PROTO, 0, NULL, "request", "no \"op\" in the request");
+        return NULL;
+    }
+    has = req_spec(req, &spec, err);
+    if (has < 0)
+        return NULL;
+    if (!name && spec)
+        name = spec->name;
+    if (name && !cl_spec_name_ok(name)) {
+        cl_err_set(err, CL_ERR_PROTO, 0, NULL, op, "invalid cloud name");
+        goto cleanup;
+    }
+
+    if (strcmp(op, "hello") == 0) {
+        json_object *addrs = json_object_new_array();
+        const cl_addrs_t *self = cl_engine_self(engine);
+        size_t i;
+        res = json_object_new_object();
+        for (i = 0; i < self->n; i++)
+            json_object_array_add(addrs, json_object_new_string(self->v[i]));
+        json_object_object_add(res, "version", json_object_new_string(CLOUDD_VERSION));
+        json_object_object_add(res, "pid", json_object_new_int((int)getpid()));
+        json_object_object_add(res, "embedded", json_object_new_boolean(opt.embedded));
+        json_object_object_add(res, "addresses", addrs);
+        json_object_object_add(res, "clouds", json_object_new_int((int)cl_engine_cloud_count(engine)));
+    } else if (strcmp(op, "apply") == 0 || strcmp(op, "plan") == 0) {
+        int plan = strcmp(op, "plan") == 0;
+        if (!spec) {
+            cl_err_set(err, CL_ERR_PROTO, 0, NULL, op, "no spec in the request");
+            goto cleanup;
+        }
+        if (!plan && !noop && check_leader(spec, err) < 0)
+            goto cleanup;
+        if (cl_engine_apply(engine, spec, plan || noop, plan ? NULL : on_progress, &fd, &res, err) < 0)
+            goto cleanup;
+    } else if (strcmp(op, "stop") == 0) {
+        if (!name) {
+            cl_err_set(err, CL_ERR_PROTO, 0, NULL, op, "no cloud name in the request");
+            goto cleanup;
+        }
+        if (spec && !noop && check_leader(spec, err) < 0)
+            goto cleanup;
+        if (cl_engine_stop(engine, name, spec, noop, on_progress, &fd, &res, err) < 0)
+            goto cleanup;
+        *stopped = !noop;
+    } else if (strcmp(op, "status") == 0) {
+        if (cl_engine_status(engine, name, spec, &res, err) < 0)
+            goto cleanup;
+    } else if (strcmp(op, "monitor") == 0) {
+        if (!name) {
+            cl_err_set(err, CL_ERR_PROTO, 0, NULL, op, "no cloud name in the request");
+            goto cleanup;
+        }
+        if (cl_engine_monitor(engine, name, on_progress, &fd, &res, err) < 0)
+            goto cleanup;
+    } else if (strcmp(op, "leader") == 0) {
+        int li;
+        if (!spec) {
+            cl_err_set(err, CL_ERR_PROTO, 0, NULL, op, "no spec in the request");
+            goto cleanup;
+        }
+        li = cl_engine_leader_index(engine, spec);
+        res = json_object_new_object();
+        json_object_object_add(res, "leader", li >= 0 ? json_object_new_string(spec->pool[li]) : NULL);
+        json_object_object_add(res, "member", json_object_new_boolean(cl_engine_is_member(engine, spec)));
+        json_object_object_add(res, "self", json_object_new_boolean(
+                                                li >= 0 && cl_net_is_self(cl_engine_self(engine), spec->pool[li])));
+        {
+            json_object *st = NULL;
+            cl_err_t e2;
+            int64_t epoch = 0;
+            if (cl_engine_status(engine, spec->name, spec, &st, &e2) == 0) {
+                json_object *c = json_object_array_get_idx(json_object_object_get(st, "clouds"), 0);
+                if (c && json_object_object_get_ex(c, "epoch", &v))
+                    epoch = json_object_get_int64(v);
+            }
+            json_object_put(st);
+            json_object_object_add(res, "epoch", json_object_new_int64(epoch));
+        }
+    } else if (strcmp(op, "shutdown") == 0) {
+        res = json_object_new_object();
+        request_quit();
+    } else {
+        cl_err_set(err, CL_ERR_PROTO, 0, NULL, "request", "unknown op '%s'", op);
+    }
+
+cleanup:
+    cl_spec_free(spec);
+    return res ? ok_with(res) : NULL;
+}
+
+static void *serve(void *arg)
+{
+    conn_t *c = arg;
+    cl_ctl_reader_t rd;
+    json_object *req = NULL, *res = NULL;
+    cl_err_t err;
+    int stopped = 0, n;
+
+    cl_err_clear(&err);
+    cl_ctl_reader_init(&rd, c->fd);
+    n = cl_ctl_read(&rd, CLOUDD_REQUEST_MS, &req, &err);
+    if (n <= 0) {
+        if (n == 0)
+            cl_err_set(&err, CL_ERR_PROTO, 0, NULL, "request", "empty request");
+        res = cl_ctl_error_json(&err);
+    } else {
+        res = dispatch(c->fd, req, &stopped, &err);
+        if (!res)
+            res = cl_ctl_error_json(&err);
+    }
+    if (err.domain && err.domain != CL_ERR_PROTO)
+        cl_log(CL_LOG_WARN, "-request", "%s%s%s: %s", err.host, err.host[0] ? ": " : "", err.op, err.msg);
+    send_line(c->fd, res);
+    json_object_put(req);
+    json_object_put(res);
+    cl_ctl_reader_free(&rd);
+    close(c->fd);
+    free(c);
+    atomic_store(&last_activity_ms, cl_time_now_ms());
+    if (stopped && opt.embedded && cl_engine_cloud_count(engine) == 0) {
+        cl_log(CL_LOG_INFO, "-exit", "embedded mode: the last cloud is stopped");
+        request_quit();
+    }
+    atomic_fetch_sub(&active, 1);
+    return NULL;
+}
+
+/* ========================================================================================== */
+/* Event loop callbacks                                                                       */
+/* ========================================================================================== */
+
+static void on_accept(int watch, int fd, int events, void *ud)
+{
+    struct ucred cred;
+    socklen_t len = sizeof(cred);
+    pthread_attr_t attr;
+    pthread_t th;
+    conn_t *c;
+    int cfd = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+
+    if (cfd < 0)
+        return;
+    if (getsockopt(cfd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 ||
+        (cred.uid != 0 && cred.uid != geteuid())) {
+        cl_log(CL_LOG_WARN, "-client", "refused a control connection from uid %d", (int)cred.uid);
+        close(cfd);
+        return;
+    }
+    c = calloc(1, sizeof(*c));
+    if (!c) {
+        close(cfd);
+        return;
+    }
+    c->fd = cfd;
+    atomic_fetch_add(&active, 1);
+    atomic_store(&last_activity_ms, cl_time_now_ms());
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&th, &attr, serve, c) != 0) {
+        atomic_fetch_sub(&active, 1);
+        close(cfd);
+        free(c);
+    }
+    pthread_attr_destroy(&attr);
+}
+
+static void on_wake(int watch, int fd, int events, void *ud)
+{
+    char buf[64];
+
+    while (read(fd, buf, sizeof(buf)) > 0) {
+    }
+}
+
+static void on_idle_timer(int timer, void *ud)
+{
+    uint64_t idle = cl_time_now_ms() - atomic_load(&last_activity_ms);
+
+    if (opt.embedded && atomic_load(&active) == 0 && idle >= opt.idle_exit_ms &&
+        cl_engine_cloud_count(engine) == 0) {
+        cl_log(CL_LOG_INFO, "-exit", "embedded mode: no cloud for %llu ms", (unsigned long long)idle);
+        request_quit();
+    }
+}
+
+static void on_signal(int sig)
+{
+    char c = 's';
+
+    atomic_store(&quit_flag, 1);
+    if (write(wake_pipe[1], &c, 1) < 0) {
+    }
+}
+
+/* ========================================================================================== */
+/* Start-up                                                                                   */
+/* ========================================================================================== */
+
+static int make_socket(cl_err_t *err)
+{
+    struct sockaddr_un sa;
+    char tmp[PATH_MAX], dir[PATH_MAX];
+    int fd, probe;
+    struct stat st;
+
+    if (strlen(opt.socket_path) >= sizeof(sa.sun_path))
+        return cl_err_set(err, CL_ERR_SYS, 0, NULL, "listen", "socket path too long");
+    snprintf(tmp, sizeof(tmp), "%s", opt.socket_path);
+    snprintf(dir, sizeof(dir), "%s", dirname(tmp));
+    if (stat(dir, &st) < 0) {
+        if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+            return cl_err_sys(err, NULL, "listen", "mkdir %s", dir);
+    }
+    /* Another daemon on this socket?  A stale socket file is removed. */
+    {
+        cl_err_t e2;
+        if (cl_ctl_connect(opt.socket_path, 500, &probe, &e2) == 0) {
+            close(probe);
+            return cl_err_set(err, CL_ERR_SYS, EADDRINUSE, NULL, "listen",
+                              "a cloudd already answers on %s", opt.socket_path);
+        }
+    }
+    unlink(opt.socket_path);
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return cl_err_sys(err, NULL, "listen", "socket");
+    memset(&sa, 0, sizeof(sa));
+    sa.sun_family = AF_UNIX;
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", opt.socket_path);
+    {
+        mode_t old = umask(0077);
+        int rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+        umask(old);
+        if (rc < 0) {
+            cl_err_sys(err, NULL, "listen", "bind %s", opt.socket_path);
+            close(fd);
+            return -1;
+        }
+    }
+    chmod(opt.socket_path, 0600);
+    if (listen(fd, 64) < 0) {
+        cl_err_sys(err, NULL, "listen", "listen %s", opt.socket_path);
+        close(fd);
+        return -1;
+    }
+    listen_fd = fd;
+    return 0;
+}
+
+static void usage(FILE *fp)
+{
+    fprintf(fp,
+            "usage: cloudd [options]\n"
+            "  --socket PATH      control socket (default $CLOUD_SOCKET or %s)\n"
+            "  --state-dir DIR    state directory (default $CLOUD_STATE_DIR or /var/lib/cloud)\n"
+            "  --address ADDR     this host's identity in pools (repeatable; default: all local\n"
+            "                     interface addresses)\n"
+            "  --embedded         started by the provider: exit once no cloud is left\n"
+            "  --idle-exit-ms N   embedded mode: exit after N ms with no cloud (default %d)\n"
+            "  --daemonize        fork into the background once the socket is ready\n"
+            "  --log FILE         log file (default: stderr; <state-dir>/cloudd.log when daemonized)\n"
+            "  --pidfile FILE     write the daemon's PID there\n"
+            "  --debug            verbose log\n",
+            CL_CTL_DEFAULT_SOCKET, CLOUDD_IDLE_EXIT_MS);
+}
+
+static int parse_args(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"socket", required_argument, NULL, 's'},  {"state-dir", required_argument, NULL, 'd'},
+        {"address", required_argument, NULL, 'a'}, {"embedded", no_argument, NULL, 'e'},
+        {"daemonize", no_argument, NULL, 'D'},     {"log", required_argument, NULL, 'l'},
+        {"pidfile", required_argument, NULL, 'p'}, {"debug", no_argument, NULL, 'g'},
+        {"idle-exit-ms", required_argument, NULL, 'i'}, {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    int c;
+
+    opt.idle_exit_ms = CLOUDD_IDLE_EXIT_MS;
+    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        switch (c) {
+        case 's': opt.socket_path = optarg; break;
+        case 'd': opt.state_dir = optarg; break;
+        case 'a': cl_addrs_add(&opt.addresses, optarg); break;
+        case 'e': opt.embedded = 1; break;
+        case 'D': opt.daemonize = 1; break;
+        case 'l': opt.log_path = optarg; break;
+        case 'p': opt.pid_path = optarg; break;
+        case 'g': opt.debug = 1; break;
+        case 'i': {
+            char *end;
+            unsigned long v = strtoul(optarg, &end, 10);
+            if (*end || v > 86400000UL) {
+                fprintf(stderr, "cloudd: --idle-exit-ms: '%s' is not a number of ms\n", optarg);
+                return -1;
+            }
+            opt.idle_exit_ms = (unsigned)v;
+            break;
+        }
+        case 'h': usage(stdout); exit(0);
+        default: usage(stderr); return -1;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "cloudd: unexpected argument '%s'\n", argv[optind]);
+        return -1;
+    }
+    opt.socket_path = cl_ctl_socket_path(opt.socket_path);
+    if (!opt.state_dir)
+        opt.state_dir = getenv("CLOUD_STATE_DIR") && *getenv("CLOUD_STATE_DIR")
+                            ? getenv("CLOUD_STATE_DIR") : "/var/lib/cloud";
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    cl_engine_opts_t eo;
+    cl_err_t err;
+    int ready_pipe[2] = {-1, -1};
+    int rc = 1, idle_timer = -1;
+    char logbuf[PATH_MAX];
+
+    cl_err_clear(&err);
+    if (parse_args(argc, argv) < 0)
+        return 2;
+    signal(SIGPIPE, SIG_IGN);
+    if (opt.daemonize) {
+        pid_t pid;
+        char c = 0;
+        if (pipe(ready_pipe) < 0) {
+            perror("cloudd: pipe");
+            return 1;
+        }
+        pid = fork();
+        if (pid < 0) {
+            perror("cloudd: fork");
+            return 1;
+        }
+        if (pid > 0) {
+            /* The parent returns once the daemon answers on its socket (or has failed). */
+            close(ready_pipe[1]);
+            if (read(ready_pipe[0], &c, 1) == 1 && c == 'R')
+                return 0;
+            fprintf(stderr, "cloudd: the daemon failed to start (see its log)\n");
+            return 1;
+        }
+        close(ready_pipe[0]);
+        setsid();
+        if (!opt.log_path) {
+            snprintf(logbuf, sizeof(logbuf), "%s/cloudd.log", opt.state_dir);
+            opt.log_path = logbuf;
+        }
+    }
+    if (cl_state_init(opt.state_dir, &err) < 0) {
+        fprintf(stderr, "cloudd: %s\n", err.msg);
+        goto out;
+    }
+    if (opt.log_path) {
+        FILE *fp = fopen(opt.log_path, "a");
+        if (!fp) {
+            fprintf(stderr, "cloudd: cannot open log %s: %s\n", opt.log_path, strerror(errno));
+            goto out;
+        }
+        setvbuf(fp, NULL, _IOLBF, 0);
+        cl_log_set_stream(fp);
+        if (opt.daemonize) {
+            int nul = open("/dev/null", O_RDWR);
+            if (nul >= 0) {
+                dup2(nul, 0);
+                dup2(fileno(fp), 1);
+                dup2(fileno(fp), 2);
+                close(nul);
+            }
+        }
+    }
+    if (opt.debug)
+        cl_log_set_level(CL_LOG_DEBUG);
+    cl_log_set_tag(opt.addresses.n ? opt.addresses.v[0] : "cloudd");
+
+    if (virEventRegisterDefaultImpl() < 0) {
+        cl_log(CL_LOG_ERR, "-start", "cannot register libvirt's event loop");
+        goto out;
+    }
+    cl_virt_global_init();
+    memset(&eo, 0, sizeof(eo));
+    eo.state_dir = opt.state_dir;
+    eo.self = &opt.addresses;
+    if (cl_state_init(opt.state_dir, &err) < 0 || cl_engine_new(&eo, &engine, &err) < 0 ||
+        make_socket(&err) < 0) {
+        char buf[1024];
+        cl_log(CL_LOG_ERR, "-start", "%s", cl_err_format(&err, buf, sizeof(buf)));
+        if (!opt.log_path || opt.daemonize)
+            fprintf(stderr, "cloudd: %s\n", buf);
+        goto out;
+    }
+    if (pipe2(wake_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
+        cl_log(CL_LOG_ERR, "-start", "pipe: %s", strerror(errno));
+        goto out;
+    }
+    signal(SIGTERM, on_signal);
+    signal(SIGINT, on_signal);
+    if (virEventAddHandle(listen_fd, VIR_EVENT_HANDLE_READABLE, on_accept, NULL, NULL) < 0 ||
+        virEventAddHandle(wake_pipe[0], VIR_EVENT_HANDLE_READABLE, on_wake, NULL, NULL) < 0) {
+        cl_log(CL_LOG_ERR, "-start", "cannot watch the control socket");
+        goto out;
+    }
+    atomic_store(&last_activity_ms, cl_time_now_ms());
+    if (opt.embedded)
+        idle_timer = virEventAddTimeout(CLOUDD_IDLE_CHECK_MS, on_idle_timer, NULL, NULL);
+    if (opt.pid_path) {
+        FILE *fp = fopen(opt.pid_path, "w");
+        if (fp) {
+            fprintf(fp, "%d\n", (int)getpid());
+            fclose(fp);
+        }
+    }
+    cl_log(CL_LOG_INFO, "+start", "cloudd %s pid=%d socket=%s state=%s%s", CLOUDD_VERSION,
+           (int)getpid(), opt.socket_path, opt.state_dir, opt.embedded ? " embedded" : "");
+    if (ready_pipe[1] >= 0) {
+        char c = 'R';
+        if (write(ready_pipe[1], &c, 1) < 0) {
+        }
+        close(ready_pipe[1]);
+        ready_pipe[1] = -1;
+    }
+    while (!atomic_load(&quit_flag))
+        if (virEventRunDefaultImpl() < 0)
+            break;
+    /* Let requests in flight finish (bounded). */
+    {
+        uint64_t deadline = cl_time_now_ms() + 5000;
+        close(listen_fd);
+        listen_fd = -1;
+        while (atomic_load(&active) > 0 && cl_time_now_ms() < deadline)
+            usleep(10000);
+    }
+    cl_log(CL_LOG_INFO, "-stop", "cloudd exits");
+    rc = 0;
+
+out:
+    if (idle_timer >= 0)
+        virEventRemoveTimeout(idle_timer);
+    if (listen_fd >= 0 || rc == 0)
+        unlink(opt.socket_path);
+    if (opt.pid_path && rc == 0)
+        unlink(opt.pid_path);
+    if (ready_pipe[1] >= 0)
+        close(ready_pipe[1]);
+    /* the engine is left to the OS if requests are still running */
+    if (atomic_load(&active) == 0)
+        cl_engine_free(engine);
+    cl_addrs_free(&opt.addresses);
+    return rc;
+}
