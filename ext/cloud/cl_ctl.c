@@ -27,15 +27,21 @@ const char *cl_ctl_socket_path(const char *explicit_path)
     return CL_CTL_DEFAULT_SOCKET;
 }
 
-static int wait_fd(int fd, short events, uint64_t deadline, cl_err_t *err, const char *op)
+static int wait_fd_c(int fd, short events, uint64_t deadline, volatile int *cancel, cl_err_t *err,
+                     const char *op)
 {
     for (;;) {
         struct pollfd p = {fd, events, 0};
         uint64_t now = cl_time_now_ms();
-        int n;
+        int n, slice;
+        if (cancel && *cancel)
+            return cl_err_set(err, CL_ERR_TIMEOUT, EINTR, NULL, op, "interrupted");
         if (now >= deadline)
             return cl_err_set(err, CL_ERR_TIMEOUT, 0, NULL, op, "no answer from cloudd in time");
-        n = poll(&p, 1, (int)(deadline - now));
+        slice = (int)(deadline - now);
+        if (cancel && slice > CL_CTL_SLICE_MS)
+            slice = CL_CTL_SLICE_MS;
+        n = poll(&p, 1, slice);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0)
@@ -45,6 +51,11 @@ static int wait_fd(int fd, short events, uint64_t deadline, cl_err_t *err, const
     }
 }
 
+static int wait_fd(int fd, short events, uint64_t deadline, cl_err_t *err, const char *op)
+{
+    return wait_fd_c(fd, events, deadline, NULL, err, op);
+}
+
 int cl_ctl_connect(const char *path, unsigned timeout_ms, int *fd, cl_err_t *err)
 {
     struct sockaddr_un sa;
@@ -52,7 +63,8 @@ int cl_ctl_connect(const char *path, unsigned timeout_ms, int *fd, cl_err_t *err
 
     *fd = -1;
     if (strlen(path) >= sizeof(sa.sun_path))
-        return cl_err_set(err, CL_ERR_SYS, ENAMETOOLONG, NULL, "connect cloudd", "socket path too long: %s", path);
+        return cl_err_set(err, CL_ERR_SYS, ENAMETOOLONG, NULL, "connect cloudd",
+                          "socket path too long: %s", path);
     s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (s < 0)
         return cl_err_sys(err, NULL, "connect cloudd", "socket");
@@ -146,7 +158,8 @@ int cl_ctl_read(cl_ctl_reader_t *r, unsigned timeout_ms, json_object **obj, cl_e
                 !json_object_is_type(o, json_type_object)) {
                 json_tokener_free(tok);
                 json_object_put(o);
-                return cl_err_set(err, CL_ERR_PROTO, 0, NULL, "read", "a line is not a JSON object");
+                return cl_err_set(err, CL_ERR_PROTO, 0, NULL, "read",
+                                  "a line is not a JSON object");
             }
             json_tokener_free(tok);
             r->off += llen + 1;
@@ -182,7 +195,7 @@ int cl_ctl_read(cl_ctl_reader_t *r, unsigned timeout_ms, json_object **obj, cl_e
         if (errno == EINTR)
             continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            if (wait_fd(r->fd, POLLIN, deadline, err, "read") < 0)
+            if (wait_fd_c(r->fd, POLLIN, deadline, r->cancel, err, "read") < 0)
                 return -1;
             continue;
         }
@@ -196,12 +209,14 @@ int cl_ctl_error_from(json_object *answer, cl_err_t *err)
     const char *dom = "proto", *host = "", *op = "", *msg = "cloudd reported an error";
     int code = 0;
 
-    if (json_object_object_get_ex(answer, "error", &e) && json_object_is_type(e, json_type_object)) {
+    if (json_object_object_get_ex(answer, "error", &e) &&
+        json_object_is_type(e, json_type_object)) {
         if (json_object_object_get_ex(e, "domain", &v))
             dom = json_object_get_string(v);
         if (json_object_object_get_ex(e, "host", &v) && json_object_is_type(v, json_type_string))
             host = json_object_get_string(v);
-        if (json_object_object_get_ex(e, "operation", &v) && json_object_is_type(v, json_type_string))
+        if (json_object_object_get_ex(e, "operation", &v) &&
+            json_object_is_type(v, json_type_string))
             op = json_object_get_string(v);
         if (json_object_object_get_ex(e, "message", &v) && json_object_is_type(v, json_type_string))
             msg = json_object_get_string(v);
@@ -228,6 +243,12 @@ json_object *cl_ctl_error_json(const cl_err_t *err)
 int cl_ctl_call(const char *path, json_object *req, unsigned timeout_ms, cl_ctl_progress_fn fn,
                 void *ud, json_object **final, cl_err_t *err)
 {
+    return cl_ctl_call_ex(path, req, timeout_ms, fn, ud, NULL, final, err);
+}
+
+int cl_ctl_call_ex(const char *path, json_object *req, unsigned timeout_ms, cl_ctl_progress_fn fn,
+                   void *ud, volatile int *cancel, json_object **final, cl_err_t *err)
+{
     cl_ctl_reader_t rd;
     json_object *line = NULL, *v;
     int fd = -1, rc = -1, n;
@@ -237,6 +258,7 @@ int cl_ctl_call(const char *path, json_object *req, unsigned timeout_ms, cl_ctl_
     if (cl_ctl_connect(path, CL_CTL_CONNECT_MS, &fd, err) < 0)
         goto cleanup;
     rd.fd = fd;
+    rd.cancel = cancel;
     if (cl_ctl_write(fd, req, timeout_ms, err) < 0)
         goto cleanup;
     for (;;) {
@@ -244,7 +266,8 @@ int cl_ctl_call(const char *path, json_object *req, unsigned timeout_ms, cl_ctl_
         if (n < 0)
             goto cleanup;
         if (n == 0) {
-            cl_err_set(err, CL_ERR_PROTO, 0, NULL, "read", "cloudd closed the connection without an answer");
+            cl_err_set(err, CL_ERR_PROTO, 0, NULL, "read",
+                       "cloudd closed the connection without an answer");
             goto cleanup;
         }
         if (json_object_object_get_ex(line, "progress", &v) && json_object_get_boolean(v)) {

@@ -16,6 +16,7 @@
 
 typedef struct cl_ctl_reader {
     int fd;
+    volatile int *cancel; /* optional: set by another thread to abandon the wait */
     char *buf;
     size_t len, cap, off;
 } cl_ctl_reader_t;
@@ -31,16 +32,20 @@ void cl_ctl_reader_free(cl_ctl_reader_t *r);
 /* Next line as JSON (caller puts); 0 and *obj NULL at end of stream; -1 on error/timeout. */
 int cl_ctl_read(cl_ctl_reader_t *r, unsigned timeout_ms, json_object **obj, cl_err_t *err);
 
+#define CL_CTL_SLICE_MS 100 /* longest uninterruptible wait of a client */
+
 /* Called for each progress line of an answer; return non-zero to abandon the call. */
 typedef int (*cl_ctl_progress_fn)(void *ud, json_object *line);
 
 /*
  * One request: connect, send req, pass progress lines to fn, and return the final line in
  * *final (caller puts).  A final line with "ok":false becomes -1 with err filled from it.
- * cancel_fd, if >= 0, is a file descriptor whose readability aborts the wait (-1, timeout).
  */
 int cl_ctl_call(const char *path, json_object *req, unsigned timeout_ms, cl_ctl_progress_fn fn,
                 void *ud, json_object **final, cl_err_t *err);
+/* Same, abandoned (CL_ERR_TIMEOUT, "interrupted") within CL_CTL_SLICE_MS once *cancel is set. */
+int cl_ctl_call_ex(const char *path, json_object *req, unsigned timeout_ms, cl_ctl_progress_fn fn,
+                   void *ud, volatile int *cancel, json_object **final, cl_err_t *err);
 /* Fill err from an {"ok":false,"error":{...}} answer. */
 int cl_ctl_error_from(json_object *answer, cl_err_t *err);
 /* {"ok":false,"error":{...}} from err (caller puts). */

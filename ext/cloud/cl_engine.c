@@ -33,8 +33,8 @@ struct cl_engine {
     char *state_dir;
     cl_addrs_t self;
     int readonly;
-    pthread_mutex_t act_lock;   /* one actor: every mutation of every cloud */
-    pthread_mutex_t conn_lock;  /* the connection cache */
+    pthread_mutex_t act_lock;  /* one actor: every mutation of every cloud */
+    pthread_mutex_t conn_lock; /* the connection cache */
     conn_entry_t *conns;
     size_t nconns;
 };
@@ -81,7 +81,10 @@ void cl_engine_free(cl_engine_t *e)
     free(e);
 }
 
-const cl_addrs_t *cl_engine_self(const cl_engine_t *e) { return &e->self; }
+const cl_addrs_t *cl_engine_self(const cl_engine_t *e)
+{
+    return &e->self;
+}
 
 /* The cached connection for uri, (re)opened if needed.  Owned by the cache. */
 static cl_virt_t *conn_get(cl_engine_t *e, const char *uri, const char *host, cl_err_t *err)
@@ -121,7 +124,8 @@ static cl_virt_t *conn_get(cl_engine_t *e, const char *uri, const char *host, cl
         e->conns[e->nconns].virt = v;
         e->nconns++;
     }
-    cl_log(CL_LOG_INFO, "+connect", "host=%s uri=%s%s", host, uri, e->readonly ? " (read-only)" : "");
+    cl_log(CL_LOG_INFO, "+connect", "host=%s uri=%s%s", host, uri,
+           e->readonly ? " (read-only)" : "");
 
 cleanup:
     pthread_mutex_unlock(&e->conn_lock);
@@ -165,8 +169,8 @@ size_t cl_engine_cloud_count(cl_engine_t *e)
 
 typedef struct host_view {
     const char *name;
-    cl_virt_t *virt;       /* NULL: unreachable */
-    int primary;           /* first host using this connection: scanned once */
+    cl_virt_t *virt; /* NULL: unreachable */
+    int primary;     /* first host using this connection: scanned once */
     int pool_ready;
     unsigned long free_kib;
 } host_view_t;
@@ -177,12 +181,12 @@ typedef struct run {
     const char *name;
     host_view_t *hosts;
     size_t nhosts;
-    cl_dom_list_t doms;     /* the cloud's domains on every host */
-    int *dom_host;          /* host index of each domain */
-    cl_idset_t foreign;     /* identities used by other domains */
+    cl_dom_list_t doms; /* the cloud's domains on every host */
+    int *dom_host;      /* host index of each domain */
+    cl_idset_t foreign; /* identities used by other domains */
     cl_progress_fn fn;
     void *ud;
-    json_object *changes;   /* array */
+    json_object *changes; /* array */
     int changed;
     unsigned long epoch;
 } run_t;
@@ -327,16 +331,16 @@ enum slot_action { ACT_NONE, ACT_START, ACT_CREATE, ACT_RECREATE };
 static const char *const action_names[] = {"none", "start", "create", "recreate"};
 
 typedef struct slot_plan {
-    size_t slot;           /* index into spec->slots */
-    int dom;               /* index into run.doms of the domain kept, or -1 */
-    int host;              /* where it runs / will run */
+    size_t slot; /* index into spec->slots */
+    int dom;     /* index into run.doms of the domain kept, or -1 */
+    int host;    /* where it runs / will run */
     enum slot_action act;
     char config[20];
-    int rank;              /* dependency rank: earliest role */
+    int rank; /* dependency rank: earliest role */
 } slot_plan_t;
 
 typedef struct extra {
-    int dom;               /* domain to remove: slot gone, or duplicate */
+    int dom; /* domain to remove: slot gone, or duplicate */
     const char *why;
 } extra_t;
 
@@ -409,8 +413,8 @@ static int run_plan(run_t *r, slot_plan_t **out, extra_t **extras, size_t *nextr
             if (strcmp(r->doms.v[k].slot, sl->name) != 0)
                 continue;
             used[k] = 1;
-            if (keep < 0 || (r->doms.v[k].state == CL_DOM_RUNNING &&
-                             r->doms.v[keep].state != CL_DOM_RUNNING)) {
+            if (keep < 0 ||
+                (r->doms.v[k].state == CL_DOM_RUNNING && r->doms.v[keep].state != CL_DOM_RUNNING)) {
                 if (keep >= 0) {
                     x[nx].dom = keep;
                     x[nx++].why = "duplicate";
@@ -499,7 +503,8 @@ static json_object *plan_json(const run_t *r, const slot_plan_t *p, const extra_
         json_object_object_add(o, "action", json_object_new_string("remove"));
         json_object_object_add(o, "slot", json_object_new_string(d->slot));
         json_object_object_add(o, "domain", json_object_new_string(d->name));
-        json_object_object_add(o, "host", json_object_new_string(r->hosts[r->dom_host[x[i].dom]].name));
+        json_object_object_add(o, "host",
+                               json_object_new_string(r->hosts[r->dom_host[x[i].dom]].name));
         json_object_object_add(o, "reason", json_object_new_string(x[i].why));
         json_object_array_add(arr, o);
     }
@@ -523,7 +528,8 @@ static int pick_identity(run_t *r, size_t slot_idx, cl_idset_t *ours, char uuid[
         if (!cl_idset_has(&r->foreign, uuid) && !cl_idset_has(ours, uuid))
             break;
         if (salt > 1000)
-            return cl_err_set(err, CL_ERR_STATE, 0, NULL, "derive UUID", "no free UUID for %s", sl->name);
+            return cl_err_set(err, CL_ERR_STATE, 0, NULL, "derive UUID", "no free UUID for %s",
+                              sl->name);
     }
     if (s->mac_start) {
         if (cl_ident_mac_offset(s->mac_start, slot_idx, mac, err) < 0)
@@ -531,14 +537,16 @@ static int pick_identity(run_t *r, size_t slot_idx, cl_idset_t *ours, char uuid[
         if (cl_idset_has(&r->foreign, mac))
             return cl_err_set(err, CL_ERR_SPEC, 0, NULL, "derive MAC",
                               "starting_mac_address: %s (for %s) is already used by another "
-                              "domain on the pool's hosts", mac, sl->name);
+                              "domain on the pool's hosts",
+                              mac, sl->name);
     } else {
         for (salt = 0;; salt++) {
             cl_ident_mac_derived(s->name, sl->name, salt, mac);
             if (!cl_idset_has(&r->foreign, mac) && !cl_idset_has(ours, mac))
                 break;
             if (salt > 1000)
-                return cl_err_set(err, CL_ERR_STATE, 0, NULL, "derive MAC", "no free MAC for %s", sl->name);
+                return cl_err_set(err, CL_ERR_STATE, 0, NULL, "derive MAC", "no free MAC for %s",
+                                  sl->name);
         }
     }
     cl_idset_add(ours, uuid);
@@ -551,8 +559,7 @@ static char *owner_xml(const run_t *r, const cl_slot_t *sl, const char *host, co
 {
     char *ec = cl_tmpl_escape(r->name), *es = cl_tmpl_escape(sl->name),
          *er = cl_tmpl_escape(sl->roles[0]), *ei = cl_tmpl_escape(sl->ip),
-         *eh = cl_tmpl_escape(host), *eimg = cl_tmpl_escape(sl->image),
-         *ed = cl_tmpl_escape(disk);
+         *eh = cl_tmpl_escape(host), *eimg = cl_tmpl_escape(sl->image), *ed = cl_tmpl_escape(disk);
     char *out = NULL;
     size_t n;
 
@@ -607,7 +614,8 @@ static int create_domain(run_t *r, const slot_plan_t *p, cl_idset_t *ours, cl_er
     if (cl_idset_has(&r->foreign, sl->name))
         return cl_err_set(err, CL_ERR_VIRT, 0, h->name, "define",
                           "a domain named %s already exists on %s and does not belong to cloud "
-                          "%s: rename that domain or this cloud", sl->name, h->name, s->name);
+                          "%s: rename that domain or this cloud",
+                          sl->name, h->name, s->name);
     if (pick_identity(r, p->slot, ours, uuid, mac, err) < 0)
         return -1;
     /* The base image is never written: each slot boots a copy-on-write overlay of its own. */
@@ -712,8 +720,8 @@ static json_object *run_status(run_t *r, json_object *state)
         json_object *m = json_object_new_object();
         json_object_object_add(m, "host", json_object_new_string(r->hosts[i].name));
         json_object_object_add(m, "alive", json_object_new_boolean(r->hosts[i].virt != NULL));
-        json_object_object_add(m, "self",
-                               json_object_new_boolean(cl_net_is_self(&r->e->self, r->hosts[i].name)));
+        json_object_object_add(
+            m, "self", json_object_new_boolean(cl_net_is_self(&r->e->self, r->hosts[i].name)));
         json_object_object_add(m, "priority", json_object_new_int((int)i));
         json_object_array_add(members, m);
     }
@@ -749,9 +757,10 @@ static json_object *run_status(run_t *r, json_object *state)
     json_object_object_add(o, "state", json_object_new_string(st));
     json_object_object_add(o, "leader",
                            leader >= 0 ? json_object_new_string(s->pool[leader]) : NULL);
-    json_object_object_add(o, "epoch",
-                           json_object_new_int64(state && json_object_object_get_ex(state, "epoch", &v)
-                                                     ? json_object_get_int64(v) : 0));
+    json_object_object_add(
+        o, "epoch",
+        json_object_new_int64(
+            state && json_object_object_get_ex(state, "epoch", &v) ? json_object_get_int64(v) : 0));
     json_object_object_add(o, "hypervisor", json_object_new_string(s ? s->hypervisor : ""));
     json_object_object_add(o, "members", members);
     json_object_object_add(o, "slots", slots);
@@ -781,8 +790,8 @@ static json_object *state_doc(const run_t *r, const slot_plan_t *p)
 
     json_object_object_add(o, "spec", json_object_get(r->spec->json));
     json_object_object_add(o, "epoch", json_object_new_int64((int64_t)r->epoch));
-    json_object_object_add(o, "leader",
-                           json_object_new_string(r->spec->pool[cl_engine_leader_index(r->e, r->spec)]));
+    json_object_object_add(
+        o, "leader", json_object_new_string(r->spec->pool[cl_engine_leader_index(r->e, r->spec)]));
     for (i = 0; p && i < r->spec->nslots; i++)
         json_object_object_add(pl, r->spec->slots[p[i].slot].name,
                                json_object_new_string(r->hosts[p[i].host].name));
@@ -861,8 +870,7 @@ int cl_engine_apply(cl_engine_t *e, const cl_spec_t *spec, int noop, cl_progress
         const cl_slot_t *sl = &spec->slots[p[i].slot];
         host_view_t *h = &r.hosts[p[i].host];
         switch (p[i].act) {
-        case ACT_NONE:
-            break;
+        case ACT_NONE: break;
         case ACT_START:
             if (cl_virt_start(h->virt, r.doms.v[p[i].dom].name, err) < 0)
                 goto cleanup;
@@ -1057,7 +1065,8 @@ int cl_engine_monitor(cl_engine_t *e, const char *name, cl_progress_fn fn, void 
         return -1;
     if (ls == 0 || !json_object_object_get_ex(state, "spec", &v)) {
         json_object_put(state);
-        return cl_err_set(err, CL_ERR_STATE, 0, NULL, "monitor", "cloud %s is not known here", name);
+        return cl_err_set(err, CL_ERR_STATE, 0, NULL, "monitor", "cloud %s is not known here",
+                          name);
     }
     if (cl_spec_parse(v, &spec, err) == 0)
         rc = cl_engine_apply(e, spec, 0, fn, ud, result, err);
@@ -1110,8 +1119,8 @@ cleanup:
     return o;
 }
 
-int cl_engine_status(cl_engine_t *e, const char *name, const cl_spec_t *spec,
-                     json_object **result, cl_err_t *err)
+int cl_engine_status(cl_engine_t *e, const char *name, const cl_spec_t *spec, json_object **result,
+                     cl_err_t *err)
 {
     json_object *res = json_object_new_object(), *clouds = json_object_new_array(), *o;
     char **names = NULL;

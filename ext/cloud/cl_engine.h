@@ -16,9 +16,9 @@
 typedef struct cl_engine cl_engine_t;
 
 typedef struct cl_engine_opts {
-    const char *state_dir;   /* where clouds' state files live */
-    const cl_addrs_t *self;  /* this host's identity (copied); NULL: the local interfaces */
-    int readonly;            /* status/plan only: read-only connections, state never written */
+    const char *state_dir;  /* where clouds' state files live */
+    const cl_addrs_t *self; /* this host's identity (copied); NULL: the local interfaces */
+    int readonly;           /* status/plan only: read-only connections, state never written */
 } cl_engine_opts_t;
 
 /* Called for each progress event (ev is borrowed: the callee takes a reference to keep it). */
@@ -48,8 +48,8 @@ int cl_engine_monitor(cl_engine_t *e, const char *name, cl_progress_fn fn, void 
  * Status of one cloud (name, with spec if the caller has it) or of every known cloud (name
  * NULL): {"clouds":[...]}.
  */
-int cl_engine_status(cl_engine_t *e, const char *name, const cl_spec_t *spec,
-                     json_object **result, cl_err_t *err);
+int cl_engine_status(cl_engine_t *e, const char *name, const cl_spec_t *spec, json_object **result,
+                     cl_err_t *err);
 /* Number of clouds with state on this host. */
 size_t cl_engine_cloud_count(cl_engine_t *e);
 

@@ -9,10 +9,9 @@
 #include <string.h>
 
 static const char *const domain_names[] = {
-    [CL_ERR_NONE] = "none",         [CL_ERR_VIRT] = "virt",   [CL_ERR_SSH] = "ssh",
-    [CL_ERR_PROTO] = "proto",       [CL_ERR_TIMEOUT] = "timeout",
-    [CL_ERR_ELECTION] = "election", [CL_ERR_SPEC] = "spec",   [CL_ERR_SYS] = "sys",
-    [CL_ERR_STATE] = "state",
+    [CL_ERR_NONE] = "none",   [CL_ERR_VIRT] = "virt",       [CL_ERR_SSH] = "ssh",
+    [CL_ERR_PROTO] = "proto", [CL_ERR_TIMEOUT] = "timeout", [CL_ERR_ELECTION] = "election",
+    [CL_ERR_SPEC] = "spec",   [CL_ERR_SYS] = "sys",         [CL_ERR_STATE] = "state",
 };
 
 void cl_err_clear(cl_err_t *err)

@@ -23,11 +23,11 @@ typedef enum cl_err_domain {
 
 typedef struct cl_err {
     cl_err_domain_t domain;
-    int code;         /* domain-specific: virErrorNumber, errno, ... */
-    int sys_errno;    /* errno at the time of the failure, 0 if none */
-    char host[128];   /* the pool host the operation ran against ("" if local/none) */
-    char op[160];     /* the operation: "define myweb-server-0", "connect test:///default" */
-    char msg[768];    /* human-readable, never contains secrets */
+    int code;       /* domain-specific: virErrorNumber, errno, ... */
+    int sys_errno;  /* errno at the time of the failure, 0 if none */
+    char host[128]; /* the pool host the operation ran against ("" if local/none) */
+    char op[160];   /* the operation: "define myweb-server-0", "connect test:///default" */
+    char msg[768];  /* human-readable, never contains secrets */
 } cl_err_t;
 
 void cl_err_clear(cl_err_t *err);

@@ -33,7 +33,8 @@ static uint64_t key_hash(const char *cloud, const char *slot, unsigned salt, uin
 
 void cl_ident_uuid(const char *cloud, const char *slot, unsigned salt, char out[37])
 {
-    uint64_t hi = key_hash(cloud, slot, salt, 0x75756964ULL), lo = key_hash(cloud, slot, salt, 0x6c6f7775ULL);
+    uint64_t hi = key_hash(cloud, slot, salt, 0x75756964ULL),
+             lo = key_hash(cloud, slot, salt, 0x6c6f7775ULL);
     unsigned char b[16];
     int i;
 
@@ -43,9 +44,9 @@ void cl_ident_uuid(const char *cloud, const char *slot, unsigned salt, char out[
     }
     b[6] = (unsigned char)((b[6] & 0x0f) | 0x80); /* version 8: custom */
     b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* variant 10 */
-    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-             b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12],
-             b[13], b[14], b[15]);
+    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
+             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
+             b[14], b[15]);
 }
 
 void cl_ident_mac_derived(const char *cloud, const char *slot, unsigned salt, char out[18])
@@ -63,7 +64,8 @@ static int mac_parse(const char *s, uint64_t *v)
     int i;
 
     if (!s || strlen(s) != 17 ||
-        sscanf(s, "%2x:%2x:%2x:%2x:%2x:%2x%c", &b[0], &b[1], &b[2], &b[3], &b[4], &b[5], &tail) != 6)
+        sscanf(s, "%2x:%2x:%2x:%2x:%2x:%2x%c", &b[0], &b[1], &b[2], &b[3], &b[4], &b[5], &tail) !=
+            6)
         return -1;
     for (i = 0; i < 17; i++)
         if ((i % 3 == 2) ? s[i] != ':' : !isxdigit((unsigned char)s[i]))

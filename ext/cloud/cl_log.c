@@ -21,9 +21,15 @@ void cl_log_set_stream(FILE *fp)
     log_fp_set = 1;
 }
 
-void cl_log_set_level(cl_log_level_t min) { log_min = min; }
+void cl_log_set_level(cl_log_level_t min)
+{
+    log_min = min;
+}
 
-void cl_log_set_tag(const char *tag) { snprintf(log_tag, sizeof(log_tag), "%s", tag); }
+void cl_log_set_tag(const char *tag)
+{
+    snprintf(log_tag, sizeof(log_tag), "%s", tag);
+}
 
 void cl_log(cl_log_level_t level, const char *event, const char *fmt, ...)
 {

@@ -12,8 +12,8 @@ typedef enum cl_log_level { CL_LOG_DEBUG, CL_LOG_INFO, CL_LOG_WARN, CL_LOG_ERR }
 
 void cl_log(cl_log_level_t level, const char *event, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-void cl_log_set_stream(FILE *fp);         /* NULL silences the log */
+void cl_log_set_stream(FILE *fp); /* NULL silences the log */
 void cl_log_set_level(cl_log_level_t min);
-void cl_log_set_tag(const char *tag);     /* prefix, e.g. the daemon's address */
+void cl_log_set_tag(const char *tag); /* prefix, e.g. the daemon's address */
 
 #endif

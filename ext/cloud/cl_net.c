@@ -40,8 +40,8 @@ void cl_addrs_free(cl_addrs_t *a)
 
 static int numeric(const struct sockaddr *sa, char *buf, size_t len)
 {
-    socklen_t sl = sa->sa_family == AF_INET ? sizeof(struct sockaddr_in)
-                                            : sizeof(struct sockaddr_in6);
+    socklen_t sl =
+        sa->sa_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
     return getnameinfo(sa, sl, buf, (socklen_t)len, NULL, 0, NI_NUMERICHOST);
 }
 
@@ -53,7 +53,8 @@ int cl_net_local_addrs(cl_addrs_t *out, cl_err_t *err)
     if (getifaddrs(&ifa) < 0)
         return cl_err_sys(err, NULL, "list addresses", "getifaddrs");
     for (i = ifa; i; i = i->ifa_next) {
-        if (!i->ifa_addr || (i->ifa_addr->sa_family != AF_INET && i->ifa_addr->sa_family != AF_INET6))
+        if (!i->ifa_addr ||
+            (i->ifa_addr->sa_family != AF_INET && i->ifa_addr->sa_family != AF_INET6))
             continue;
         if (numeric(i->ifa_addr, buf, sizeof(buf)) != 0)
             continue;

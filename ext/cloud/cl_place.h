@@ -19,12 +19,13 @@ typedef struct cl_place_host {
 
 typedef struct cl_place_slot {
     const char *name;
-    const char *role;       /* first role: spread key */
+    const char *role; /* first role: spread key */
     unsigned long mem_kib;
-    int host;               /* in: current live host index or -1; out: chosen host */
+    int host; /* in: current live host index or -1; out: chosen host */
 } cl_place_slot_t;
 
-/* Place every slot whose host is -1.  Returns 0, or -1 with err naming the slot that fits nowhere. */
+/* Place every slot whose host is -1.  Returns 0, or -1 with err naming the slot that fits nowhere.
+ */
 int cl_place_compute(const cl_place_host_t *hosts, size_t nhosts, cl_place_slot_t *slots,
                      size_t nslots, cl_err_t *err);
 

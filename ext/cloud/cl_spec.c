@@ -232,7 +232,9 @@ static int parse_slots(cl_spec_t *s, json_object *arr, cl_err_t *err)
         if (sl->image[0] != '/')
             return SPEC_ERR(err, "slots[%zu].image: '%s' is not an absolute path", i, sl->image);
         if (strpbrk(sl->image, "'\"<>&\n"))
-            return SPEC_ERR(err, "slots[%zu].image: '%s' contains a character not allowed in a path", i, sl->image);
+            return SPEC_ERR(err,
+                            "slots[%zu].image: '%s' contains a character not allowed in a path", i,
+                            sl->image);
         json_object_object_get_ex(o, "roles", &v);
         snprintf(what, sizeof(what), "slots[%zu].roles", i);
         if (str_array(v, &sl->roles, &sl->nroles, what, err) < 0)
@@ -241,7 +243,8 @@ static int parse_slots(cl_spec_t *s, json_object *arr, cl_err_t *err)
             return SPEC_ERR(err, "slots[%zu].roles: a slot needs at least one role", i);
         for (j = 0; j < sl->nroles; j++)
             if (!role_known(s, sl->roles[j]))
-                return SPEC_ERR(err, "slots[%zu].roles: '%s' is not a declared role", i, sl->roles[j]);
+                return SPEC_ERR(err, "slots[%zu].roles: '%s' is not a declared role", i,
+                                sl->roles[j]);
         v = NULL;
         json_object_object_get_ex(o, "services", &v);
         snprintf(what, sizeof(what), "slots[%zu].services", i);
@@ -266,7 +269,8 @@ static int parse_slots(cl_spec_t *s, json_object *arr, cl_err_t *err)
         }
         for (j = 0; j < s->npool; j++)
             if (strcmp(s->pool[j], sl->ip) == 0)
-                return SPEC_ERR(err, "slots[%zu].ip: %s is a pool host, not a VM address", i, sl->ip);
+                return SPEC_ERR(err, "slots[%zu].ip: %s is a pool host, not a VM address", i,
+                                sl->ip);
     }
     return 0;
 }
@@ -345,7 +349,8 @@ int cl_spec_parse(json_object *obj, cl_spec_t **out, cl_err_t *err)
         unsigned int b[6];
         char tail;
         if (sscanf(s->mac_start, "%2x:%2x:%2x:%2x:%2x:%2x%c", &b[0], &b[1], &b[2], &b[3], &b[4],
-                   &b[5], &tail) != 6 || strlen(s->mac_start) != 17) {
+                   &b[5], &tail) != 6 ||
+            strlen(s->mac_start) != 17) {
             SPEC_ERR(err, "starting_mac_address: '%s' is not a MAC address", s->mac_start);
             goto cleanup;
         }

@@ -11,16 +11,16 @@
 
 #include "cl_err.h"
 
-#define CL_NAME_MAX 40        /* longest cloud name */
-#define CL_DOMNAME_MAX 128    /* longest derived domain name */
+#define CL_NAME_MAX 40     /* longest cloud name */
+#define CL_DOMNAME_MAX 128 /* longest derived domain name */
 
 typedef struct cl_slot {
-    const char *name;      /* <cloud>-<role>-<n>: also the libvirt domain name */
-    const char **roles;    /* declared roles holding this VM, in declaration order */
+    const char *name;   /* <cloud>-<role>-<n>: also the libvirt domain name */
+    const char **roles; /* declared roles holding this VM, in declaration order */
     size_t nroles;
     const char **services; /* roles with composite ones expanded */
     size_t nservices;
-    int index;             /* index within its first role */
+    int index; /* index within its first role */
     const char *ip;
     const char *image;
 } cl_slot_t;
@@ -32,7 +32,7 @@ typedef struct cl_role {
 } cl_role_t;
 
 typedef struct cl_spec {
-    json_object *json;     /* owned reference to the whole spec */
+    json_object *json; /* owned reference to the whole spec */
     const char *name, *type, *ensure, *hypervisor, *tmpl, *tmpl_path;
     const char *mac_start; /* NULL: derived */
     const char *disk_pool, *disk_pool_path, *image_format, *ssh_key, *secret_file;
@@ -44,7 +44,7 @@ typedef struct cl_spec {
     size_t nroles;
     cl_slot_t *slots;
     size_t nslots;
-    int running;           /* ensure == running */
+    int running; /* ensure == running */
 } cl_spec_t;
 
 /* Parse and validate; takes its own reference to obj.  *out is freed with cl_spec_free. */

@@ -11,12 +11,13 @@
 
 #include "cl_err.h"
 
-int cl_state_init(const char *dir, cl_err_t *err);            /* mkdir -p dir/clouds, 0700 */
+int cl_state_init(const char *dir, cl_err_t *err); /* mkdir -p dir/clouds, 0700 */
 /* 1 and *doc (caller puts) if the cloud has state, 0 if not, -1 on error. */
 int cl_state_load(const char *dir, const char *name, json_object **doc, cl_err_t *err);
 int cl_state_save(const char *dir, const char *name, json_object *doc, cl_err_t *err);
 int cl_state_remove(const char *dir, const char *name, cl_err_t *err);
-/* Names of the clouds with state; *names is a NULL-terminated malloc'ed array (cl_state_names_free). */
+/* Names of the clouds with state; *names is a NULL-terminated malloc'ed array
+ * (cl_state_names_free). */
 int cl_state_list(const char *dir, char ***names, size_t *n, cl_err_t *err);
 void cl_state_names_free(char **names);
 

@@ -11,13 +11,15 @@
 #include <string.h>
 
 const char *const cl_tmpl_required[] = {"name", "uuid", "mac", "disk", "memory", "vcpus", NULL};
-const char *const cl_tmpl_known[] = {"name", "uuid",  "mac",   "disk", "memory", "vcpus",
-                                     "ip",   "role",  "roles", "cloud", "host",  "index",
-                                     "image", "slot", NULL};
+const char *const cl_tmpl_known[] = {"name",  "uuid",  "mac",   "disk",  "memory",
+                                     "vcpus", "ip",    "role",  "roles", "cloud",
+                                     "host",  "index", "image", "slot",  NULL};
 
 /* The seed's ERB keys and what they mean here. */
-static const struct { const char *erb, *key; } erb_alias[] = {
-    {"name", "name"}, {"uuid", "uuid"}, {"disk", "disk"},
+static const struct {
+    const char *erb, *key;
+} erb_alias[] = {
+    {"name", "name"}, {"uuid", "uuid"},  {"disk", "disk"},
     {"mac", "mac"},   {"mem", "memory"}, {"ncpu", "vcpus"},
 };
 
@@ -49,7 +51,10 @@ static void sb_add(sbuf_t *b, const char *s, size_t n)
     b->p[b->len] = '\0';
 }
 
-static void sb_str(sbuf_t *b, const char *s) { sb_add(b, s, strlen(s)); }
+static void sb_str(sbuf_t *b, const char *s)
+{
+    sb_add(b, s, strlen(s));
+}
 
 static void sb_esc(sbuf_t *b, const char *s)
 {
@@ -190,7 +195,8 @@ int cl_tmpl_check(const char *tmpl, cl_err_t *err)
         if (!known(key))
             return cl_err_set(err, CL_ERR_SPEC, 0, NULL, "check template",
                               "unknown placeholder '%s' (known: name uuid mac disk memory vcpus "
-                              "ip role roles cloud host index image slot)", key);
+                              "ip role roles cloud host index image slot)",
+                              key);
         for (i = 0; cl_tmpl_required[i]; i++)
             if (strcmp(cl_tmpl_required[i], key) == 0)
                 found[i] = 1;

@@ -44,7 +44,10 @@ static void do_init(void)
     virSetErrorFunc(NULL, quiet_handler);
 }
 
-void cl_virt_global_init(void) { pthread_once(&init_once, do_init); }
+void cl_virt_global_init(void)
+{
+    pthread_once(&init_once, do_init);
+}
 
 static int virt_fail(const cl_virt_t *v, cl_err_t *err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -112,11 +115,26 @@ void cl_virt_close(cl_virt_t *v)
     free(v);
 }
 
-int cl_virt_alive(cl_virt_t *v) { return v && v->conn && virConnectIsAlive(v->conn) == 1; }
-const char *cl_virt_host(const cl_virt_t *v) { return v->host; }
-const char *cl_virt_uri(const cl_virt_t *v) { return v->uri; }
-int cl_virt_is_test(const cl_virt_t *v) { return v->is_test; }
-void *cl_virt_conn(cl_virt_t *v) { return v->conn; }
+int cl_virt_alive(cl_virt_t *v)
+{
+    return v && v->conn && virConnectIsAlive(v->conn) == 1;
+}
+const char *cl_virt_host(const cl_virt_t *v)
+{
+    return v->host;
+}
+const char *cl_virt_uri(const cl_virt_t *v)
+{
+    return v->uri;
+}
+int cl_virt_is_test(const cl_virt_t *v)
+{
+    return v->is_test;
+}
+void *cl_virt_conn(cl_virt_t *v)
+{
+    return v->conn;
+}
 
 unsigned long cl_virt_free_kib(cl_virt_t *v)
 {
@@ -241,7 +259,10 @@ static int attr(const char *xml, const char *name, char *out, size_t len)
         return -1;
     q = p[n + 1];
     for (p += n + 2; *p && *p != q && o + 1 < len; p++) {
-        static const struct { const char *ent; char c; } ents[] = {
+        static const struct {
+            const char *ent;
+            char c;
+        } ents[] = {
             {"&amp;", '&'}, {"&lt;", '<'}, {"&gt;", '>'}, {"&quot;", '"'}, {"&apos;", '\''}};
         size_t i;
         int done = 0;
@@ -525,7 +546,8 @@ int cl_virt_overlay(cl_virt_t *v, const char *pool, const char *vol, const char 
         if (!have || !strstr(have, "<backingStore>") || !strstr(have, want)) {
             cl_err_set(err, CL_ERR_VIRT, 0, v->host, "create disk",
                        "volume %s already exists in pool %s and is not an overlay of %s; "
-                       "remove it or choose another disk_pool", vol, pool, backing);
+                       "remove it or choose another disk_pool",
+                       vol, pool, backing);
             goto cleanup;
         }
     } else {

@@ -18,19 +18,25 @@ typedef struct cl_dom {
     char uuid[37];
     char cloud[48];
     char slot[128];
-    char host[128];       /* pool host the leader placed it on */
+    char host[128]; /* pool host the leader placed it on */
     char role[64];
     char ip[64];
     char image[512];
-    char disk[512];       /* overlay created for it ("" if none) */
-    char config[20];      /* hash of the rendered definition */
+    char disk[512];  /* overlay created for it ("" if none) */
+    char config[20]; /* hash of the rendered definition */
     unsigned long epoch;
     int index;
-    int state;            /* CL_DOM_* */
+    int state; /* CL_DOM_* */
 } cl_dom_t;
 
-enum { CL_DOM_MISSING = 0, CL_DOM_RUNNING, CL_DOM_PAUSED, CL_DOM_SHUTOFF, CL_DOM_CRASHED,
-       CL_DOM_OTHER };
+enum {
+    CL_DOM_MISSING = 0,
+    CL_DOM_RUNNING,
+    CL_DOM_PAUSED,
+    CL_DOM_SHUTOFF,
+    CL_DOM_CRASHED,
+    CL_DOM_OTHER
+};
 
 typedef struct cl_dom_list {
     cl_dom_t *v;
@@ -43,14 +49,14 @@ typedef struct cl_idset {
     size_t n, cap;
 } cl_idset_t;
 
-void cl_virt_global_init(void);   /* once per process: virInitialize + quiet error handler */
+void cl_virt_global_init(void); /* once per process: virInitialize + quiet error handler */
 int cl_virt_open(const char *uri, const char *host, int readonly, cl_virt_t **out, cl_err_t *err);
 void cl_virt_close(cl_virt_t *v);
 int cl_virt_alive(cl_virt_t *v);
 const char *cl_virt_host(const cl_virt_t *v);
 const char *cl_virt_uri(const cl_virt_t *v);
-int cl_virt_is_test(const cl_virt_t *v);   /* the test driver: no guests */
-void *cl_virt_conn(cl_virt_t *v);          /* the virConnectPtr (for event registration) */
+int cl_virt_is_test(const cl_virt_t *v); /* the test driver: no guests */
+void *cl_virt_conn(cl_virt_t *v);        /* the virConnectPtr (for event registration) */
 
 /*
  * List the domains owned by cloud (every owned domain if cloud is NULL) into owned (appended),

@@ -34,9 +34,9 @@
 #include "cl_virt.h"
 
 #define CLOUDD_VERSION "0.1.0"
-#define CLOUDD_REQUEST_MS 10000     /* a client must send its request within this */
-#define CLOUDD_IDLE_CHECK_MS 2000   /* embedded mode: how often to check for idleness */
-#define CLOUDD_IDLE_EXIT_MS 60000   /* embedded mode: exit when no cloud and idle this long */
+#define CLOUDD_REQUEST_MS 10000   /* a client must send its request within this */
+#define CLOUDD_IDLE_CHECK_MS 2000 /* embedded mode: how often to check for idleness */
+#define CLOUDD_IDLE_EXIT_MS 60000 /* embedded mode: exit when no cloud and idle this long */
 
 static struct {
     const char *socket_path;
@@ -171,7 +171,8 @@ static json_object *dispatch(int fd, json_object *req, int *stopped, cl_err_t *e
         json_object_object_add(res, "pid", json_object_new_int((int)getpid()));
         json_object_object_add(res, "embedded", json_object_new_boolean(opt.embedded));
         json_object_object_add(res, "addresses", addrs);
-        json_object_object_add(res, "clouds", json_object_new_int((int)cl_engine_cloud_count(engine)));
+        json_object_object_add(res, "clouds",
+                               json_object_new_int((int)cl_engine_cloud_count(engine)));
     } else if (strcmp(op, "apply") == 0 || strcmp(op, "plan") == 0) {
         int plan = strcmp(op, "plan") == 0;
         if (!spec) {
@@ -180,7 +181,8 @@ static json_object *dispatch(int fd, json_object *req, int *stopped, cl_err_t *e
         }
         if (!plan && !noop && check_leader(spec, err) < 0)
             goto cleanup;
-        if (cl_engine_apply(engine, spec, plan || noop, plan ? NULL : on_progress, &fd, &res, err) < 0)
+        if (cl_engine_apply(engine, spec, plan || noop, plan ? NULL : on_progress, &fd, &res, err) <
+            0)
             goto cleanup;
     } else if (strcmp(op, "stop") == 0) {
         if (!name) {
@@ -210,10 +212,14 @@ static json_object *dispatch(int fd, json_object *req, int *stopped, cl_err_t *e
         }
         li = cl_engine_leader_index(engine, spec);
         res = json_object_new_object();
-        json_object_object_add(res, "leader", li >= 0 ? json_object_new_string(spec->pool[li]) : NULL);
-        json_object_object_add(res, "member", json_object_new_boolean(cl_engine_is_member(engine, spec)));
-        json_object_object_add(res, "self", json_object_new_boolean(
-                                                li >= 0 && cl_net_is_self(cl_engine_self(engine), spec->pool[li])));
+        json_object_object_add(res, "leader",
+                               li >= 0 ? json_object_new_string(spec->pool[li]) : NULL);
+        json_object_object_add(res, "member",
+                               json_object_new_boolean(cl_engine_is_member(engine, spec)));
+        json_object_object_add(
+            res, "self",
+            json_object_new_boolean(li >= 0 &&
+                                    cl_net_is_self(cl_engine_self(engine), spec->pool[li])));
         {
             json_object *st = NULL;
             cl_err_t e2;
@@ -259,7 +265,8 @@ static void *serve(void *arg)
             res = cl_ctl_error_json(&err);
     }
     if (err.domain && err.domain != CL_ERR_PROTO)
-        cl_log(CL_LOG_WARN, "-request", "%s%s%s: %s", err.host, err.host[0] ? ": " : "", err.op, err.msg);
+        cl_log(CL_LOG_WARN, "-request", "%s%s%s: %s", err.host, err.host[0] ? ": " : "", err.op,
+               err.msg);
     send_line(c->fd, res);
     json_object_put(req);
     json_object_put(res);
@@ -328,7 +335,8 @@ static void on_idle_timer(int timer, void *ud)
 
     if (opt.embedded && atomic_load(&active) == 0 && idle >= opt.idle_exit_ms &&
         cl_engine_cloud_count(engine) == 0) {
-        cl_log(CL_LOG_INFO, "-exit", "embedded mode: no cloud for %llu ms", (unsigned long long)idle);
+        cl_log(CL_LOG_INFO, "-exit", "embedded mode: no cloud for %llu ms",
+               (unsigned long long)idle);
         request_quit();
     }
 }
@@ -399,30 +407,35 @@ static int make_socket(cl_err_t *err)
 
 static void usage(FILE *fp)
 {
-    fprintf(fp,
-            "usage: cloudd [options]\n"
-            "  --socket PATH      control socket (default $CLOUD_SOCKET or %s)\n"
-            "  --state-dir DIR    state directory (default $CLOUD_STATE_DIR or /var/lib/cloud)\n"
-            "  --address ADDR     this host's identity in pools (repeatable; default: all local\n"
-            "                     interface addresses)\n"
-            "  --embedded         started by the provider: exit once no cloud is left\n"
-            "  --idle-exit-ms N   embedded mode: exit after N ms with no cloud (default %d)\n"
-            "  --daemonize        fork into the background once the socket is ready\n"
-            "  --log FILE         log file (default: stderr; <state-dir>/cloudd.log when daemonized)\n"
-            "  --pidfile FILE     write the daemon's PID there\n"
-            "  --debug            verbose log\n",
-            CL_CTL_DEFAULT_SOCKET, CLOUDD_IDLE_EXIT_MS);
+    fprintf(
+        fp,
+        "usage: cloudd [options]\n"
+        "  --socket PATH      control socket (default $CLOUD_SOCKET or %s)\n"
+        "  --state-dir DIR    state directory (default $CLOUD_STATE_DIR or /var/lib/cloud)\n"
+        "  --address ADDR     this host's identity in pools (repeatable; default: all local\n"
+        "                     interface addresses)\n"
+        "  --embedded         started by the provider: exit once no cloud is left\n"
+        "  --idle-exit-ms N   embedded mode: exit after N ms with no cloud (default %d)\n"
+        "  --daemonize        fork into the background once the socket is ready\n"
+        "  --log FILE         log file (default: stderr; <state-dir>/cloudd.log when daemonized)\n"
+        "  --pidfile FILE     write the daemon's PID there\n"
+        "  --debug            verbose log\n",
+        CL_CTL_DEFAULT_SOCKET, CLOUDD_IDLE_EXIT_MS);
 }
 
 static int parse_args(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        {"socket", required_argument, NULL, 's'},  {"state-dir", required_argument, NULL, 'd'},
-        {"address", required_argument, NULL, 'a'}, {"embedded", no_argument, NULL, 'e'},
-        {"daemonize", no_argument, NULL, 'D'},     {"log", required_argument, NULL, 'l'},
-        {"pidfile", required_argument, NULL, 'p'}, {"debug", no_argument, NULL, 'g'},
-        {"idle-exit-ms", required_argument, NULL, 'i'}, {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
+    static const struct option longopts[] = {{"socket", required_argument, NULL, 's'},
+                                             {"state-dir", required_argument, NULL, 'd'},
+                                             {"address", required_argument, NULL, 'a'},
+                                             {"embedded", no_argument, NULL, 'e'},
+                                             {"daemonize", no_argument, NULL, 'D'},
+                                             {"log", required_argument, NULL, 'l'},
+                                             {"pidfile", required_argument, NULL, 'p'},
+                                             {"debug", no_argument, NULL, 'g'},
+                                             {"idle-exit-ms", required_argument, NULL, 'i'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {NULL, 0, NULL, 0}};
     int c;
 
     opt.idle_exit_ms = CLOUDD_IDLE_EXIT_MS;
@@ -457,7 +470,8 @@ static int parse_args(int argc, char **argv)
     opt.socket_path = cl_ctl_socket_path(opt.socket_path);
     if (!opt.state_dir)
         opt.state_dir = getenv("CLOUD_STATE_DIR") && *getenv("CLOUD_STATE_DIR")
-                            ? getenv("CLOUD_STATE_DIR") : "/var/lib/cloud";
+                            ? getenv("CLOUD_STATE_DIR")
+                            : "/var/lib/cloud";
     return 0;
 }
 

@@ -1,0 +1,194 @@
+/*
+ * cloudctl: the operator's view of the clouds on this host, over cloudd's control socket
+ * (or, when no daemon runs, read-only from the state directory and the hypervisor).
+ *   cloudctl status [NAME] [--json]   cloudctl stop NAME   cloudctl monitor NAME
+ *   cloudctl hello                    cloudctl shutdown
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cl_client.h"
+#include "cl_ctl.h"
+#include "cl_timeouts.h"
+
+static const char *str_of(json_object *o, const char *key, const char *dflt)
+{
+    json_object *v;
+
+    if (o && json_object_object_get_ex(o, key, &v) && v && !json_object_is_type(v, json_type_null))
+        return json_object_get_string(v);
+    return dflt;
+}
+
+static void join_array(json_object *arr, char *buf, size_t len)
+{
+    size_t i, off = 0;
+
+    buf[0] = '\0';
+    for (i = 0;
+         arr && json_object_is_type(arr, json_type_array) && i < json_object_array_length(arr); i++)
+        off += (size_t)snprintf(buf + off, off < len ? len - off : 0, "%s%s", i ? "," : "",
+                                json_object_get_string(json_object_array_get_idx(arr, i)));
+}
+
+static void print_cloud(json_object *c)
+{
+    json_object *members = NULL, *slots = NULL;
+    size_t i;
+
+    json_object_object_get_ex(c, "members", &members);
+    json_object_object_get_ex(c, "slots", &slots);
+    printf("Cloud %s (%s): %s\n", str_of(c, "name", "?"), str_of(c, "type", "?"),
+           str_of(c, "state", "?"));
+    printf("  leader: %s   epoch: %s   hypervisor: %s\n", str_of(c, "leader", "-"),
+           str_of(c, "epoch", "0"), str_of(c, "hypervisor", "-"));
+    if (members && json_object_array_length(members)) {
+        printf("  members:");
+        for (i = 0; i < json_object_array_length(members); i++) {
+            json_object *m = json_object_array_get_idx(members, i), *v;
+            int alive = json_object_object_get_ex(m, "alive", &v) && json_object_get_boolean(v);
+            int self = json_object_object_get_ex(m, "self", &v) && json_object_get_boolean(v);
+            printf(" %s (%s%s)", str_of(m, "host", "?"), alive ? "up" : "DOWN",
+                   self ? ", this host" : "");
+        }
+        printf("\n");
+    }
+    if (!slots || !json_object_array_length(slots))
+        return;
+    printf("  %-28s %-22s %-16s %-16s %s\n", "SLOT", "ROLES", "IP", "HOST", "STATE");
+    for (i = 0; i < json_object_array_length(slots); i++) {
+        json_object *s = json_object_array_get_idx(slots, i), *roles = NULL;
+        char rbuf[256];
+        json_object_object_get_ex(s, "roles", &roles);
+        join_array(roles, rbuf, sizeof(rbuf));
+        printf("  %-28s %-22s %-16s %-16s %s\n", str_of(s, "name", "?"), rbuf, str_of(s, "ip", "-"),
+               str_of(s, "host", "-"), str_of(s, "state", "?"));
+    }
+}
+
+static int on_progress(void *ud, json_object *line)
+{
+    printf("%s %s%s%s\n", str_of(line, "event", "?"), str_of(line, "slot", ""),
+           str_of(line, "slot", NULL) ? ": " : "", str_of(line, "message", ""));
+    fflush(stdout);
+    return 0;
+}
+
+static void usage(FILE *fp)
+{
+    fprintf(fp, "usage: cloudctl [--socket PATH] [--state-dir DIR] COMMAND\n"
+                "  status [NAME] [--json]  each cloud: leader, epoch, members, every slot\n"
+                "  stop NAME               tear cloud NAME down (domains, disks, state)\n"
+                "  monitor NAME            one observe/repair cycle of cloud NAME\n"
+                "  hello                   the local daemon's identity\n"
+                "  shutdown                stop the local daemon (clouds are kept)\n");
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option longopts[] = {{"socket", required_argument, NULL, 's'},
+                                             {"state-dir", required_argument, NULL, 'd'},
+                                             {"json", no_argument, NULL, 'j'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {NULL, 0, NULL, 0}};
+    cl_client_opts_t o;
+    json_object *req = NULL, *res = NULL;
+    const char *cmd, *name = NULL;
+    cl_err_t err;
+    int c, json = 0, rc = 1;
+
+    memset(&o, 0, sizeof(o));
+    cl_err_clear(&err);
+    while ((c = getopt_long(argc, argv, "+", longopts, NULL)) != -1) {
+        switch (c) {
+        case 's': o.socket = optarg; break;
+        case 'd': o.state_dir = optarg; break;
+        case 'j': json = 1; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind >= argc) {
+        usage(stderr);
+        return 2;
+    }
+    cmd = argv[optind++];
+    for (; optind < argc; optind++) {
+        if (strcmp(argv[optind], "--json") == 0)
+            json = 1;
+        else if (!name)
+            name = argv[optind];
+        else {
+            fprintf(stderr, "cloudctl: unexpected argument '%s'\n", argv[optind]);
+            return 2;
+        }
+    }
+    req = json_object_new_object();
+    json_object_object_add(req, "v", json_object_new_int(CL_CTL_VERSION));
+    json_object_object_add(req, "op", json_object_new_string(cmd));
+    if (name)
+        json_object_object_add(req, "name", json_object_new_string(name));
+
+    if (strcmp(cmd, "status") == 0) {
+        if (cl_client_daemon_up(&o)) {
+            if (cl_ctl_call(cl_ctl_socket_path(o.socket), req, CL_CTL_STATUS_MS, NULL, NULL, &res,
+                            &err) < 0)
+                goto fail;
+        } else if (cl_client_local_status(&o, name, NULL, &res, &err) < 0) {
+            goto fail;
+        }
+        if (json) {
+            json_object_object_del(res, "ok");
+            printf("%s\n", json_object_to_json_string_ext(res, JSON_C_TO_STRING_PRETTY |
+                                                                   JSON_C_TO_STRING_SPACED));
+        } else {
+            json_object *clouds = NULL;
+            size_t i;
+            json_object_object_get_ex(res, "clouds", &clouds);
+            if (!clouds || json_object_array_length(clouds) == 0)
+                printf("no cloud on this host\n");
+            for (i = 0; clouds && i < json_object_array_length(clouds); i++) {
+                if (i)
+                    printf("\n");
+                print_cloud(json_object_array_get_idx(clouds, i));
+            }
+        }
+        rc = 0;
+    } else if (strcmp(cmd, "stop") == 0 || strcmp(cmd, "monitor") == 0) {
+        if (!name) {
+            fprintf(stderr, "cloudctl: %s needs a cloud name\n", cmd);
+            rc = 2;
+            goto out;
+        }
+        if (cl_ctl_call(cl_ctl_socket_path(o.socket), req, CL_CTL_REPLY_MS, on_progress, NULL, &res,
+                        &err) < 0)
+            goto fail;
+        printf("%s %s: %s change(s)\n", cmd, name, str_of(res, "changed", "0"));
+        rc = 0;
+    } else if (strcmp(cmd, "hello") == 0 || strcmp(cmd, "shutdown") == 0) {
+        if (cl_ctl_call(cl_ctl_socket_path(o.socket), req, CL_CTL_STATUS_MS, NULL, NULL, &res,
+                        &err) < 0)
+            goto fail;
+        json_object_object_del(res, "ok");
+        printf("%s\n", json_object_to_json_string_ext(res, JSON_C_TO_STRING_PRETTY |
+                                                               JSON_C_TO_STRING_SPACED));
+        rc = 0;
+    } else {
+        fprintf(stderr, "cloudctl: unknown command '%s'\n", cmd);
+        usage(stderr);
+        rc = 2;
+    }
+    goto out;
+
+fail : {
+    char buf[1200];
+    fprintf(stderr, "cloudctl: %s\n", cl_err_format(&err, buf, sizeof(buf)));
+    rc = 1;
+}
+out:
+    json_object_put(req);
+    json_object_put(res);
+    return rc;
+}

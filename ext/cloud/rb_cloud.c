@@ -1,0 +1,682 @@
+/*
+ * rb_cloud: the Ruby class Cloud, a thin typed wrapper over the C core.  Ruby data is copied
+ * into C (the spec as JSON text) before the GVL is released around every call that can block
+ * (control socket, libvirt, spawning cloudd); progress lines are yielded back with the GVL.
+ * Core errors (cl_err_t) become Cloud::Error subclasses carrying code, host and operation.
+ */
+#include <ruby.h>
+#include <ruby/thread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cl_client.h"
+#include "cl_ctl.h"
+#include "cl_engine.h"
+#include "cl_log.h"
+#include "cl_net.h"
+#include "cl_spec.h"
+#include "cl_timeouts.h"
+#include "rb_cloud.h"
+
+static VALUE cCloud, eError, eVirt, eSSH, eProto, eTimeout, eElection, eSpec, eSystem, eState;
+static VALUE mJSON;
+static ID id_generate, id_parse, id_code, id_host, id_operation;
+
+/* ========================================================================================== */
+/* Native object                                                                              */
+/* ========================================================================================== */
+
+typedef struct rb_cloud {
+    char *spec_json; /* the spec, JSON text */
+    cl_spec_t *spec; /* parsed and validated */
+    char *socket, *daemon, *state_dir;
+    int autostart;
+} rb_cloud_t;
+
+static void cloud_release(rb_cloud_t *c)
+{
+    cl_spec_free(c->spec);
+    c->spec = NULL;
+    free(c->spec_json);
+    free(c->socket);
+    free(c->daemon);
+    free(c->state_dir);
+    c->spec_json = c->socket = c->daemon = c->state_dir = NULL;
+}
+
+static void cloud_free(void *p)
+{
+    rb_cloud_t *c = p;
+
+    cloud_release(c);
+    xfree(c);
+}
+
+static size_t cloud_size(const void *p)
+{
+    const rb_cloud_t *c = p;
+
+    return sizeof(*c) + (c->spec_json ? strlen(c->spec_json) : 0);
+}
+
+static const rb_data_type_t cloud_type = {
+    "Cloud", {NULL, cloud_free, cloud_size, NULL, {NULL}}, NULL, NULL, RUBY_TYPED_FREE_IMMEDIATELY,
+};
+
+static VALUE cloud_alloc(VALUE klass)
+{
+    rb_cloud_t *c;
+
+    return TypedData_Make_Struct(klass, rb_cloud_t, &cloud_type, c);
+}
+
+static rb_cloud_t *get_cloud(VALUE self)
+{
+    rb_cloud_t *c;
+
+    TypedData_Get_Struct(self, rb_cloud_t, &cloud_type, c);
+    if (!c->spec)
+        rb_raise(eError, "this Cloud is closed");
+    return c;
+}
+
+/* ========================================================================================== */
+/* Errors                                                                                     */
+/* ========================================================================================== */
+
+static VALUE error_class(cl_err_domain_t d)
+{
+    switch (d) {
+    case CL_ERR_VIRT: return eVirt;
+    case CL_ERR_SSH: return eSSH;
+    case CL_ERR_PROTO: return eProto;
+    case CL_ERR_TIMEOUT: return eTimeout;
+    case CL_ERR_ELECTION: return eElection;
+    case CL_ERR_SPEC: return eSpec;
+    case CL_ERR_SYS: return eSystem;
+    case CL_ERR_STATE: return eState;
+    default: return eError;
+    }
+}
+
+/* The one place a cl_err_t becomes a Ruby exception. */
+void rb_cloud_raise(const cl_err_t *err)
+{
+    char buf[1200];
+    VALUE exc = rb_exc_new_cstr(error_class(err->domain), cl_err_format(err, buf, sizeof(buf)));
+
+    rb_ivar_set(exc, id_code, INT2NUM(err->code));
+    rb_ivar_set(exc, id_host, err->host[0] ? rb_str_new_cstr(err->host) : Qnil);
+    rb_ivar_set(exc, id_operation, err->op[0] ? rb_str_new_cstr(err->op) : Qnil);
+    rb_exc_raise(exc);
+}
+
+/* ========================================================================================== */
+/* Calls without the GVL                                                                      */
+/* ========================================================================================== */
+
+typedef struct call {
+    const cl_client_opts_t *opts;
+    json_object *req;
+    int autostart;
+    unsigned timeout_ms;
+    VALUE block; /* Qnil or a Proc to yield progress Hashes to */
+    volatile int cancel;
+    int exc_state; /* rb_protect state of a block that raised */
+    json_object *final;
+    cl_err_t err;
+    int rc;
+    json_object *line; /* progress line being yielded */
+} call_t;
+
+static VALUE json_to_ruby(json_object *o)
+{
+    const char *text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+
+    return rb_funcall(mJSON, id_parse, 1, rb_str_new_cstr(text));
+}
+
+static VALUE yield_line(VALUE arg)
+{
+    call_t *c = (call_t *)arg;
+
+    return rb_proc_call(c->block, rb_ary_new_from_args(1, json_to_ruby(c->line)));
+}
+
+static void *with_gvl_progress(void *arg)
+{
+    call_t *c = arg;
+    int state = 0;
+
+    rb_protect(yield_line, (VALUE)c, &state);
+    if (state)
+        c->exc_state = state;
+    return NULL;
+}
+
+static int on_line(void *ud, json_object *line)
+{
+    call_t *c = ud;
+
+    if (NIL_P(c->block))
+        return 0;
+    c->line = line;
+    rb_thread_call_with_gvl(with_gvl_progress, c);
+    c->line = NULL;
+    return c->exc_state ? 1 : 0;
+}
+
+static void *do_call(void *arg)
+{
+    call_t *c = arg;
+
+    c->rc = cl_client_call(c->opts, c->req, c->autostart, c->timeout_ms, on_line, c, &c->cancel,
+                           &c->final, &c->err);
+    return NULL;
+}
+
+static void ubf_cancel(void *arg)
+{
+    ((call_t *)arg)->cancel = 1;
+}
+
+static void opts_of(const rb_cloud_t *c, cl_client_opts_t *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->socket = c->socket;
+    o->daemon = c->daemon;
+    o->state_dir = c->state_dir;
+}
+
+static json_object *request(const char *op, const rb_cloud_t *c, int with_spec, int noop)
+{
+    json_object *req = json_object_new_object();
+
+    json_object_object_add(req, "v", json_object_new_int(CL_CTL_VERSION));
+    json_object_object_add(req, "op", json_object_new_string(op));
+    if (c) {
+        json_object_object_add(req, "name", json_object_new_string(c->spec->name));
+        if (with_spec)
+            json_object_object_add(req, "spec", json_object_get(c->spec->json));
+    }
+    if (noop)
+        json_object_object_add(req, "noop", json_object_new_boolean(1));
+    return req;
+}
+
+/* Send req (consumed) to the daemon; returns the final answer as a Ruby Hash. */
+static VALUE daemon_call(const cl_client_opts_t *opts, json_object *req, int autostart,
+                         unsigned timeout_ms, VALUE block)
+{
+    call_t c;
+    VALUE res;
+
+    memset(&c, 0, sizeof(c));
+    c.opts = opts;
+    c.req = req;
+    c.autostart = autostart;
+    c.timeout_ms = timeout_ms;
+    c.block = block;
+    rb_thread_call_without_gvl(do_call, &c, ubf_cancel, &c);
+    json_object_put(req);
+    if (c.exc_state) {
+        json_object_put(c.final);
+        rb_jump_tag(c.exc_state);
+    }
+    if (c.rc < 0)
+        rb_cloud_raise(&c.err);
+    res = json_to_ruby(c.final);
+    json_object_put(c.final);
+    return res;
+}
+
+/* In-process, read-only work (no daemon): status or plan. */
+typedef struct local {
+    const cl_client_opts_t *opts;
+    const char *name;
+    const cl_spec_t *spec;
+    int plan;
+    json_object *result;
+    cl_err_t err;
+    int rc;
+    int up;
+} local_t;
+
+static void *do_local(void *arg)
+{
+    local_t *l = arg;
+
+    l->up = cl_client_daemon_up(l->opts);
+    if (l->up)
+        return NULL;
+    l->rc = l->plan ? cl_client_local_plan(l->opts, l->spec, &l->result, &l->err)
+                    : cl_client_local_status(l->opts, l->name, l->spec, &l->result, &l->err);
+    return NULL;
+}
+
+/* Returns Qundef if a daemon runs (ask it instead). */
+static VALUE local_call(const cl_client_opts_t *opts, const char *name, const cl_spec_t *spec,
+                        int plan)
+{
+    local_t l;
+    VALUE res;
+
+    memset(&l, 0, sizeof(l));
+    l.opts = opts;
+    l.name = name;
+    l.spec = spec;
+    l.plan = plan;
+    rb_thread_call_without_gvl(do_local, &l, RUBY_UBF_IO, NULL);
+    if (l.up)
+        return Qundef;
+    if (l.rc < 0)
+        rb_cloud_raise(&l.err);
+    res = json_to_ruby(l.result);
+    json_object_put(l.result);
+    return res;
+}
+
+static VALUE first_cloud(VALUE doc, const char *name)
+{
+    VALUE clouds = rb_hash_aref(doc, rb_str_new_cstr("clouds"));
+    VALUE h;
+
+    if (RB_TYPE_P(clouds, T_ARRAY) && RARRAY_LEN(clouds) > 0)
+        return rb_ary_entry(clouds, 0);
+    h = rb_hash_new();
+    rb_hash_aset(h, rb_str_new_cstr("name"), rb_str_new_cstr(name));
+    rb_hash_aset(h, rb_str_new_cstr("state"), rb_str_new_cstr("stopped"));
+    rb_hash_aset(h, rb_str_new_cstr("slots"), rb_ary_new());
+    return h;
+}
+
+/* ========================================================================================== */
+/* Ruby methods                                                                               */
+/* ========================================================================================== */
+
+static char *opt_str(VALUE opts, const char *key)
+{
+    VALUE v;
+
+    if (NIL_P(opts))
+        return NULL;
+    v = rb_hash_aref(opts, ID2SYM(rb_intern(key)));
+    if (NIL_P(v))
+        return NULL;
+    return strdup(StringValueCStr(v));
+}
+
+/*
+ * call-seq:
+ *   Cloud.new(spec, socket: nil, state_dir: nil, daemon: nil, autostart: true) -> cloud
+ *
+ * Validates +spec+ (the Hash of doc/INTERNALS.md §1); raises Cloud::SpecError naming the
+ * attribute when it is invalid.  Nothing is contacted yet.
+ */
+static VALUE cloud_initialize(int argc, VALUE *argv, VALUE self)
+{
+    rb_cloud_t *c;
+    VALUE spec, opts = Qnil, json, v;
+    cl_err_t err;
+
+    TypedData_Get_Struct(self, rb_cloud_t, &cloud_type, c);
+    rb_scan_args(argc, argv, "1:", &spec, &opts);
+    Check_Type(spec, T_HASH);
+    json = rb_funcall(mJSON, id_generate, 1, spec);
+    cloud_release(c);
+    c->spec_json = strdup(StringValueCStr(json));
+    c->socket = opt_str(opts, "socket");
+    c->daemon = opt_str(opts, "daemon");
+    c->state_dir = opt_str(opts, "state_dir");
+    v = NIL_P(opts) ? Qnil : rb_hash_aref(opts, ID2SYM(rb_intern("autostart")));
+    c->autostart = NIL_P(v) ? 1 : RTEST(v);
+    cl_err_clear(&err);
+    if (!c->spec_json || cl_spec_parse_string(c->spec_json, &c->spec, &err) < 0) {
+        free(c->spec_json);
+        c->spec_json = NULL;
+        rb_cloud_raise(&err);
+    }
+    return self;
+}
+
+/*
+ * call-seq:
+ *   cloud.name -> String
+ */
+static VALUE cloud_name(VALUE self)
+{
+    return rb_str_new_cstr(get_cloud(self)->spec->name);
+}
+
+typedef struct self_q {
+    const cl_client_opts_t *opts;
+    json_object *addrs;
+    cl_err_t err;
+    int rc;
+} self_q_t;
+
+static void *do_self(void *arg)
+{
+    self_q_t *q = arg;
+
+    q->rc = cl_client_self(q->opts, &q->addrs, &q->err);
+    return NULL;
+}
+
+/* Index of this host in the pool, or -1. */
+static int self_index(rb_cloud_t *c, int want_index)
+{
+    cl_client_opts_t o;
+    self_q_t q;
+    cl_addrs_t a = {0};
+    size_t i;
+    int found = -1;
+
+    opts_of(c, &o);
+    memset(&q, 0, sizeof(q));
+    q.opts = &o;
+    rb_thread_call_without_gvl(do_self, &q, RUBY_UBF_IO, NULL);
+    if (q.rc < 0)
+        rb_cloud_raise(&q.err);
+    for (i = 0; i < json_object_array_length(q.addrs); i++)
+        cl_addrs_add(&a, json_object_get_string(json_object_array_get_idx(q.addrs, i)));
+    json_object_put(q.addrs);
+    for (i = 0; i < c->spec->npool && found < 0; i++)
+        if ((want_index < 0 || (size_t)want_index == i) && cl_net_is_self(&a, c->spec->pool[i]))
+            found = (int)i;
+    cl_addrs_free(&a);
+    return found;
+}
+
+/*
+ * call-seq:
+ *   cloud.member? -> true or false
+ *
+ * Whether this host (the local daemon's identity, or the local interfaces) is in the pool.
+ */
+static VALUE cloud_member_p(VALUE self)
+{
+    return self_index(get_cloud(self), -1) >= 0 ? Qtrue : Qfalse;
+}
+
+/*
+ * call-seq:
+ *   cloud.leader? -> true or false
+ *
+ * Whether this host leads the cloud now.
+ */
+static VALUE cloud_leader_p(VALUE self)
+{
+    rb_cloud_t *c = get_cloud(self);
+    int li = cl_engine_leader_index(NULL, c->spec);
+
+    return li >= 0 && self_index(c, li) == li ? Qtrue : Qfalse;
+}
+
+/*
+ * call-seq:
+ *   cloud.leader_start { |event| ... } -> Hash
+ *
+ * Converges the cloud from this host, its leader: starts cloudd if none runs, places and
+ * starts the missing VMs in dependency order, yields each progress event (a Hash), and returns
+ * {"changed"=>n, "changes"=>[...], "status"=>{...}}.
+ */
+static VALUE cloud_leader_start(VALUE self)
+{
+    rb_cloud_t *c = get_cloud(self);
+    cl_client_opts_t o;
+
+    opts_of(c, &o);
+    return daemon_call(&o, request("apply", c, 1, 0), c->autostart, CL_CTL_REPLY_MS,
+                       rb_block_given_p() ? rb_block_proc() : Qnil);
+}
+
+/*
+ * call-seq:
+ *   cloud.common_start -> Hash
+ *
+ * On a member that does not lead: makes sure cloudd runs here and reports who leads
+ * ({"leader"=>host, "epoch"=>n, "self"=>false, "member"=>true}).
+ */
+static VALUE cloud_common_start(VALUE self)
+{
+    rb_cloud_t *c = get_cloud(self);
+    cl_client_opts_t o;
+
+    opts_of(c, &o);
+    return daemon_call(&o, request("leader", c, 1, 0), c->autostart, CL_CTL_STATUS_MS, Qnil);
+}
+
+/*
+ * call-seq:
+ *   cloud.not_cloud_start -> Hash
+ *
+ * On a machine outside the pool: hands the spec to the leader found among the pool's daemons.
+ * Raises Cloud::ElectionError when none answers.
+ */
+static VALUE cloud_not_cloud_start(VALUE self)
+{
+    rb_cloud_t *c = get_cloud(self);
+    cl_err_t err;
+    char pool[512];
+    size_t i, off = 0;
+
+    pool[0] = '\0';
+    for (i = 0; i < c->spec->npool && off < sizeof(pool); i++)
+        off += (size_t)snprintf(pool + off, sizeof(pool) - off, "%s%s", i ? ", " : "",
+                                c->spec->pool[i]);
+    cl_err_clear(&err);
+    cl_err_set(&err, CL_ERR_ELECTION, 0, c->spec->pool[0], "find leader",
+               "this host is not in the pool of cloud %s (%s) and no pool daemon answered: apply "
+               "the manifest on a pool host, or check that cloudd runs there and this host's "
+               "address is listed in pool",
+               c->spec->name, pool);
+    rb_cloud_raise(&err);
+    return Qnil;
+}
+
+/*
+ * call-seq:
+ *   cloud.plan -> Array
+ *
+ * What leader_start would do, without changing anything or starting a daemon:
+ * [{"action"=>"create", "slot"=>..., "host"=>..., "ip"=>..., "roles"=>[...]}, ...].
+ */
+static VALUE cloud_plan(VALUE self)
+{
+    rb_cloud_t *c = get_cloud(self);
+    cl_client_opts_t o;
+    VALUE res;
+
+    opts_of(c, &o);
+    res = local_call(&o, NULL, c->spec, 1);
+    if (res == Qundef)
+        res = daemon_call(&o, request("plan", c, 1, 0), 0, CL_CTL_STATUS_MS, Qnil);
+    return rb_hash_aref(res, rb_str_new_cstr("plan"));
+}
+
+/*
+ * call-seq:
+ *   cloud.monitor -> Hash
+ *
+ * One observe/repair cycle of the leader (restarts stopped VMs, recreates missing ones).
+ */
+static VALUE cloud_monitor(VALUE self)
+{
+    rb_cloud_t *c = get_cloud(self);
+    cl_client_opts_t o;
+
+    opts_of(c, &o);
+    return daemon_call(&o, request("monitor", c, 0, 0), c->autostart, CL_CTL_REPLY_MS,
+                       rb_block_given_p() ? rb_block_proc() : Qnil);
+}
+
+/*
+ * call-seq:
+ *   cloud.stop { |event| ... } -> Hash
+ *
+ * Tears the cloud down on every pool host: domains, their disks, its state.  Repeating it is a
+ * no-op that starts no daemon.
+ */
+static VALUE cloud_stop(VALUE self)
+{
+    rb_cloud_t *c = get_cloud(self);
+    cl_client_opts_t o;
+    VALUE st;
+
+    opts_of(c, &o);
+    st = local_call(&o, c->spec->name, c->spec, 0);
+    if (st != Qundef) {
+        VALUE one = first_cloud(st, c->spec->name);
+        VALUE state = rb_hash_aref(one, rb_str_new_cstr("state"));
+        if (!NIL_P(state) && strcmp(StringValueCStr(state), "stopped") == 0) {
+            VALUE h = rb_hash_new();
+            rb_hash_aset(h, rb_str_new_cstr("changed"), INT2NUM(0));
+            rb_hash_aset(h, rb_str_new_cstr("changes"), rb_ary_new());
+            return h;
+        }
+    }
+    return daemon_call(&o, request("stop", c, 1, 0), c->autostart, CL_CTL_REPLY_MS,
+                       rb_block_given_p() ? rb_block_proc() : Qnil);
+}
+
+/*
+ * call-seq:
+ *   cloud.status -> Hash
+ *
+ * The cloud's status document (doc/INTERNALS.md §3); "state" is "running" only when every slot
+ * runs, "stopped" when nothing of it exists, "degraded" otherwise.  Never starts a daemon.
+ */
+static VALUE cloud_status(VALUE self)
+{
+    rb_cloud_t *c = get_cloud(self);
+    cl_client_opts_t o;
+    VALUE res;
+
+    opts_of(c, &o);
+    res = local_call(&o, c->spec->name, c->spec, 0);
+    if (res == Qundef)
+        res = daemon_call(&o, request("status", c, 1, 0), 0, CL_CTL_STATUS_MS, Qnil);
+    return first_cloud(res, c->spec->name);
+}
+
+/*
+ * call-seq:
+ *   cloud.close -> nil
+ *
+ * Frees the native handle now; later calls raise Cloud::Error.
+ */
+static VALUE cloud_close(VALUE self)
+{
+    rb_cloud_t *c;
+
+    TypedData_Get_Struct(self, rb_cloud_t, &cloud_type, c);
+    cloud_release(c);
+    return Qnil;
+}
+
+/*
+ * call-seq:
+ *   Cloud.status(socket: nil, state_dir: nil) -> Hash
+ *
+ * {"clouds"=>[...]} for every cloud this host knows; never starts a daemon.
+ */
+static VALUE cloud_s_status(int argc, VALUE *argv, VALUE klass)
+{
+    VALUE opts = Qnil, res;
+    cl_client_opts_t o;
+    char *sock, *state;
+
+    rb_scan_args(argc, argv, "0:", &opts);
+    sock = opt_str(opts, "socket");
+    state = opt_str(opts, "state_dir");
+    memset(&o, 0, sizeof(o));
+    o.socket = sock;
+    o.state_dir = state;
+    res = local_call(&o, NULL, NULL, 0);
+    if (res == Qundef) {
+        json_object *req = request("status", NULL, 0, 0);
+        res = daemon_call(&o, req, 0, CL_CTL_STATUS_MS, Qnil);
+    }
+    free(sock);
+    free(state);
+    return res;
+}
+
+/*
+ * call-seq:
+ *   Cloud.daemon_running?(socket: nil) -> true or false
+ */
+static VALUE cloud_s_daemon_running(int argc, VALUE *argv, VALUE klass)
+{
+    VALUE opts = Qnil;
+    cl_client_opts_t o;
+    char *sock;
+    int up;
+
+    rb_scan_args(argc, argv, "0:", &opts);
+    sock = opt_str(opts, "socket");
+    memset(&o, 0, sizeof(o));
+    o.socket = sock;
+    up = cl_client_daemon_up(&o);
+    free(sock);
+    return up ? Qtrue : Qfalse;
+}
+
+static VALUE error_code(VALUE self)
+{
+    return rb_attr_get(self, id_code);
+}
+static VALUE error_host(VALUE self)
+{
+    return rb_attr_get(self, id_host);
+}
+static VALUE error_operation(VALUE self)
+{
+    return rb_attr_get(self, id_operation);
+}
+
+void rb_cloud_init(void)
+{
+    /* The core logs to stderr only when asked: Puppet owns the extension's output. */
+    cl_log_set_stream(getenv("CLOUD_DEBUG") && *getenv("CLOUD_DEBUG") ? stderr : NULL);
+    rb_require("json");
+    mJSON = rb_const_get(rb_cObject, rb_intern("JSON"));
+    id_generate = rb_intern("generate");
+    id_parse = rb_intern("parse");
+    id_code = rb_intern("@code");
+    id_host = rb_intern("@host");
+    id_operation = rb_intern("@operation");
+
+    cCloud = rb_define_class("Cloud", rb_cObject);
+    rb_define_alloc_func(cCloud, cloud_alloc);
+    eError = rb_define_class_under(cCloud, "Error", rb_eStandardError);
+    rb_define_method(eError, "code", error_code, 0);
+    rb_define_method(eError, "host", error_host, 0);
+    rb_define_method(eError, "operation", error_operation, 0);
+    eVirt = rb_define_class_under(cCloud, "VirtError", eError);
+    eSSH = rb_define_class_under(cCloud, "SSHError", eError);
+    eProto = rb_define_class_under(cCloud, "ProtocolError", eError);
+    eTimeout = rb_define_class_under(cCloud, "TimeoutError", eError);
+    eElection = rb_define_class_under(cCloud, "ElectionError", eError);
+    eSpec = rb_define_class_under(cCloud, "SpecError", eError);
+    eSystem = rb_define_class_under(cCloud, "SystemError", eError);
+    eState = rb_define_class_under(cCloud, "StateError", eError);
+    rb_define_const(cCloud, "VERSION", rb_str_new_cstr("0.1.0"));
+    rb_define_const(cCloud, "DEFAULT_SOCKET", rb_str_new_cstr(CL_CTL_DEFAULT_SOCKET));
+
+    rb_define_method(cCloud, "initialize", cloud_initialize, -1);
+    rb_define_method(cCloud, "name", cloud_name, 0);
+    rb_define_method(cCloud, "member?", cloud_member_p, 0);
+    rb_define_method(cCloud, "leader?", cloud_leader_p, 0);
+    rb_define_method(cCloud, "leader_start", cloud_leader_start, 0);
+    rb_define_method(cCloud, "common_start", cloud_common_start, 0);
+    rb_define_method(cCloud, "not_cloud_start", cloud_not_cloud_start, 0);
+    rb_define_method(cCloud, "plan", cloud_plan, 0);
+    rb_define_method(cCloud, "monitor", cloud_monitor, 0);
+    rb_define_method(cCloud, "stop", cloud_stop, 0);
+    rb_define_method(cCloud, "status", cloud_status, 0);
+    rb_define_method(cCloud, "close", cloud_close, 0);
+    rb_define_singleton_method(cCloud, "status", cloud_s_status, -1);
+    rb_define_singleton_method(cCloud, "daemon_running?", cloud_s_daemon_running, -1);
+}
