@@ -106,15 +106,43 @@ int cl_client_spawn(const cl_client_opts_t *o, cl_err_t *err)
                       WIFEXITED(status) ? WEXITSTATUS(status) : -1, state);
 }
 
+typedef struct seen {
+    int (*fn)(void *, json_object *);
+    void *ud;
+    int lines;
+} seen_t;
+
+static int count_lines(void *ud, json_object *line)
+{
+    seen_t *s = ud;
+
+    s->lines++;
+    return s->fn ? s->fn(s->ud, line) : 0;
+}
+
 int cl_client_call(const cl_client_opts_t *o, json_object *req, int autostart, unsigned timeout_ms,
                    int (*fn)(void *, json_object *), void *ud, volatile int *cancel,
                    json_object **final, cl_err_t *err)
 {
     const char *sock = cl_ctl_socket_path(o->socket);
+    seen_t s = {fn, ud, 0};
+    int rc;
 
     if (autostart && !cl_client_daemon_up(o) && cl_client_spawn(o, err) < 0)
         return -1;
-    return cl_ctl_call_ex(sock, req, timeout_ms, fn, ud, cancel, final, err);
+    rc = cl_ctl_call_ex(sock, req, timeout_ms, count_lines, &s, cancel, final, err);
+    /*
+     * An embedded daemon that was just exiting (its last cloud stopped) may drop a request it
+     * never started: start a new one and ask again, once, if nothing was answered.
+     */
+    if (rc < 0 && autostart && s.lines == 0 && err && err->domain == CL_ERR_SYS &&
+        (err->sys_errno == ECONNRESET || err->sys_errno == EPIPE || err->sys_errno == ENOENT ||
+         err->sys_errno == ECONNREFUSED)) {
+        if (!cl_client_daemon_up(o) && cl_client_spawn(o, err) < 0)
+            return -1;
+        rc = cl_ctl_call_ex(sock, req, timeout_ms, count_lines, &s, cancel, final, err);
+    }
+    return rc;
 }
 
 static int local_engine(const cl_client_opts_t *o, cl_engine_t **e, cl_err_t *err)

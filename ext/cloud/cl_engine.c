@@ -37,6 +37,7 @@ struct cl_engine {
     pthread_mutex_t conn_lock; /* the connection cache */
     conn_entry_t *conns;
     size_t nconns;
+    cl_addrs_t led;             /* clouds led by this process: a new term bumps the epoch */
 };
 
 int cl_engine_new(const cl_engine_opts_t *o, cl_engine_t **out, cl_err_t *err)
@@ -75,6 +76,7 @@ void cl_engine_free(cl_engine_t *e)
     }
     free(e->conns);
     cl_addrs_free(&e->self);
+    cl_addrs_free(&e->led);
     pthread_mutex_destroy(&e->act_lock);
     pthread_mutex_destroy(&e->conn_lock);
     free(e->state_dir);
@@ -799,6 +801,29 @@ static json_object *state_doc(const run_t *r, const slot_plan_t *p)
     return o;
 }
 
+static int led_has(const cl_engine_t *e, const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < e->led.n; i++)
+        if (strcmp(e->led.v[i], name) == 0)
+            return 1;
+    return 0;
+}
+
+static void forget_led(cl_engine_t *e, const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < e->led.n; i++)
+        if (strcmp(e->led.v[i], name) == 0) {
+            free(e->led.v[i]);
+            e->led.v[i] = e->led.v[--e->led.n];
+            e->led.v[e->led.n] = NULL;
+            return;
+        }
+}
+
 int cl_engine_apply(cl_engine_t *e, const cl_spec_t *spec, int noop, cl_progress_fn fn, void *ud,
                     json_object **result, cl_err_t *err)
 {
@@ -836,9 +861,13 @@ int cl_engine_apply(cl_engine_t *e, const cl_spec_t *spec, int noop, cl_progress
     r.epoch = state_epoch(state);
     if (run_connect(&r, spec->hypervisor, spec->pool, spec->npool, err) < 0)
         goto cleanup;
-    if (!noop && r.epoch == 0) {
-        /* First leadership of this cloud here: the epoch is persisted before any action. */
-        r.epoch = 1;
+    if (!noop && !led_has(e, spec->name)) {
+        /*
+         * A new term of leadership (first apply of this cloud by this process): the epoch
+         * grows and is persisted before any action carries it.
+         */
+        r.epoch++;
+        cl_addrs_add(&e->led, spec->name);
         doc = state_doc(&r, NULL);
         if (cl_state_save(e->state_dir, spec->name, doc, err) < 0)
             goto cleanup;
@@ -1034,6 +1063,7 @@ int cl_engine_stop(cl_engine_t *e, const char *name, const cl_spec_t *given, int
         }
     if (cl_state_remove(e->state_dir, name, err) < 0)
         goto cleanup;
+    forget_led(e, name);
     progress(&r, "-forget", NULL, NULL, "cloud %s stopped and forgotten (%d change(s))", name,
              r.changed);
     res = json_object_new_object();

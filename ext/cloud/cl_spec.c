@@ -477,11 +477,13 @@ char *cl_spec_uri_for(const char *hypervisor, const char *host)
 
     if (!p)
         return strdup(hypervisor);
-    n = strlen(hypervisor) - 7 + strlen(host) + 1;
+    n = strlen(hypervisor) - 7 + strlen(host) + 3;
     out = malloc(n);
     if (!out)
         return NULL;
-    snprintf(out, n, "%.*s%s%s", (int)(p - hypervisor), hypervisor, host, p + 7);
+    /* an IPv6 literal goes in brackets in a URI */
+    snprintf(out, n, strchr(host, ':') ? "%.*s[%s]%s" : "%.*s%s%s", (int)(p - hypervisor),
+             hypervisor, host, p + 7);
     return out;
 }
 
