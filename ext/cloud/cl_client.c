@@ -12,10 +12,12 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cl_ctl.h"
 #include "cl_engine.h"
+#include "cl_time.h"
 #include "cl_timeouts.h"
 
 extern char **environ;
@@ -71,6 +73,20 @@ static const char *daemon_path(const cl_client_opts_t *o, char *buf, size_t len)
     return "cloudd";
 }
 
+/*
+ * A socket file nobody answers on is stale, or belongs to an embedded daemon that is leaving
+ * (its last cloud stopped) and removes it on exit: a daemon started before that would lose its
+ * socket file to the old one's exit and run on unreachable.  Give it a moment (bounded).
+ */
+static void wait_released(const char *sock)
+{
+    uint64_t deadline = cl_time_now_ms() + CL_CTL_CONNECT_MS;
+    struct timespec ts = {0, 10 * 1000 * 1000};
+
+    while (access(sock, F_OK) == 0 && cl_time_now_ms() < deadline)
+        nanosleep(&ts, NULL);
+}
+
 int cl_client_spawn(const cl_client_opts_t *o, cl_err_t *err)
 {
     char buf[PATH_MAX];
@@ -82,6 +98,7 @@ int cl_client_spawn(const cl_client_opts_t *o, cl_err_t *err)
     pid_t pid;
     int status = 0, rc;
 
+    wait_released(sock);
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", 0, 0);
     rc = strchr(path, '/') ? posix_spawn(&pid, path, &fa, NULL, argv, environ)
@@ -104,6 +121,13 @@ int cl_client_spawn(const cl_client_opts_t *o, cl_err_t *err)
     return cl_err_set(err, CL_ERR_SYS, 0, NULL, "start cloudd",
                       "%s exited with status %d; see %s/cloudd.log", path,
                       WIFEXITED(status) ? WEXITSTATUS(status) : -1, state);
+}
+
+int cl_client_gone(const cl_err_t *err)
+{
+    return err && err->domain == CL_ERR_SYS &&
+           (err->sys_errno == ECONNRESET || err->sys_errno == EPIPE || err->sys_errno == ENOENT ||
+            err->sys_errno == ECONNREFUSED);
 }
 
 typedef struct seen {
@@ -135,14 +159,31 @@ int cl_client_call(const cl_client_opts_t *o, json_object *req, int autostart, u
      * An embedded daemon that was just exiting (its last cloud stopped) may drop a request it
      * never started: start a new one and ask again, once, if nothing was answered.
      */
-    if (rc < 0 && autostart && s.lines == 0 && err && err->domain == CL_ERR_SYS &&
-        (err->sys_errno == ECONNRESET || err->sys_errno == EPIPE || err->sys_errno == ENOENT ||
-         err->sys_errno == ECONNREFUSED)) {
+    if (rc < 0 && autostart && s.lines == 0 && cl_client_gone(err)) {
         if (!cl_client_daemon_up(o) && cl_client_spawn(o, err) < 0)
             return -1;
         rc = cl_ctl_call_ex(sock, req, timeout_ms, count_lines, &s, cancel, final, err);
     }
     return rc;
+}
+
+int cl_client_read(const cl_client_opts_t *o, json_object *req, const char *name,
+                   const cl_spec_t *spec, int plan, volatile int *cancel, json_object **result,
+                   cl_err_t *err)
+{
+    int attempt;
+
+    *result = NULL;
+    for (attempt = 0; attempt < 2 && cl_client_daemon_up(o); attempt++) {
+        if (cl_client_call(o, req, 0, CL_CTL_STATUS_MS, NULL, NULL, cancel, result, err) == 0)
+            return 0;
+        /* A daemon leaving (embedded mode, its last cloud stopped) dropped the call. */
+        if (!cl_client_gone(err))
+            return -1;
+        cl_err_clear(err);
+    }
+    return plan ? cl_client_local_plan(o, spec, result, err)
+                : cl_client_local_status(o, name, spec, result, err);
 }
 
 static int local_engine(const cl_client_opts_t *o, cl_engine_t **e, cl_err_t *err)

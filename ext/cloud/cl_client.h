@@ -29,6 +29,15 @@ int cl_client_spawn(const cl_client_opts_t *o, cl_err_t *err);
 int cl_client_call(const cl_client_opts_t *o, json_object *req, int autostart, unsigned timeout_ms,
                    int (*fn)(void *, json_object *), void *ud, volatile int *cancel,
                    json_object **final, cl_err_t *err);
+/* 1 if err says the daemon went away before answering (no socket, refused, reset). */
+int cl_client_gone(const cl_err_t *err);
+/*
+ * A read-only request (status, plan; req is borrowed): asked of the daemon if one answers, else
+ * answered in-process like the two below.  A daemon leaving during the call counts as none.
+ */
+int cl_client_read(const cl_client_opts_t *o, json_object *req, const char *name,
+                   const cl_spec_t *spec, int plan, volatile int *cancel, json_object **result,
+                   cl_err_t *err);
 /* In-process, read-only: status of one cloud (name) or all (NULL) / plan of spec. */
 int cl_client_local_status(const cl_client_opts_t *o, const char *name, const cl_spec_t *spec,
                            json_object **result, cl_err_t *err);

@@ -139,6 +139,15 @@ void cl_ctl_reader_free(cl_ctl_reader_t *r)
     r->len = r->cap = r->off = 0;
 }
 
+/* Only blanks may follow the object on its line: "{..} {..}" is not one request. */
+static int only_blanks(const char *p, const char *end)
+{
+    for (; p < end; p++)
+        if (*p != ' ' && *p != '\t' && *p != '\r')
+            return 0;
+    return 1;
+}
+
 int cl_ctl_read(cl_ctl_reader_t *r, unsigned timeout_ms, json_object **obj, cl_err_t *err)
 {
     uint64_t deadline = cl_time_now_ms() + timeout_ms;
@@ -155,7 +164,8 @@ int cl_ctl_read(cl_ctl_reader_t *r, unsigned timeout_ms, json_object **obj, cl_e
                 return cl_err_set(err, CL_ERR_SYS, ENOMEM, NULL, "read", "out of memory");
             o = json_tokener_parse_ex(tok, r->buf + r->off, (int)llen);
             if (!o || json_tokener_get_error(tok) != json_tokener_success ||
-                !json_object_is_type(o, json_type_object)) {
+                !json_object_is_type(o, json_type_object) ||
+                !only_blanks(r->buf + r->off + json_tokener_get_parse_end(tok), nl)) {
                 json_tokener_free(tok);
                 json_object_put(o);
                 return cl_err_set(err, CL_ERR_PROTO, 0, NULL, "read",

@@ -534,8 +534,15 @@ static int pick_identity(run_t *r, size_t slot_idx, cl_idset_t *ours, char uuid[
                               sl->name);
     }
     if (s->mac_start) {
-        if (cl_ident_mac_offset(s->mac_start, slot_idx, mac, err) < 0)
-            return -1;
+        /*
+         * Slot i gets start + i, unless a running VM of this cloud holds that address (slots
+         * were declared before it since it was made): then the next one none of them holds.
+         */
+        unsigned long off = slot_idx;
+        do {
+            if (cl_ident_mac_offset(s->mac_start, off++, mac, err) < 0)
+                return -1;
+        } while (cl_idset_has(ours, mac));
         if (cl_idset_has(&r->foreign, mac))
             return cl_err_set(err, CL_ERR_SPEC, 0, NULL, "derive MAC",
                               "starting_mac_address: %s (for %s) is already used by another "
@@ -694,6 +701,7 @@ static json_object *slot_status(const run_t *r, const cl_slot_t *sl, int dom)
         json_object_object_add(o, "host", json_object_new_string(r->hosts[r->dom_host[dom]].name));
         json_object_object_add(o, "domain", json_object_new_string(d->name));
         json_object_object_add(o, "uuid", json_object_new_string(d->uuid));
+        json_object_object_add(o, "mac", json_object_new_string(d->mac));
         json_object_object_add(o, "disk", json_object_new_string(d->disk));
         json_object_object_add(o, "epoch", json_object_new_int64((int64_t)d->epoch));
         json_object_object_add(o, "state", json_object_new_string(cl_dom_state_name(d->state)));
@@ -890,10 +898,13 @@ int cl_engine_apply(cl_engine_t *e, const cl_spec_t *spec, int noop, cl_progress
     for (i = 0; i < nx; i++)
         if (remove_domain(&r, &r.doms.v[x[i].dom], r.dom_host[x[i].dom], x[i].why, err) < 0)
             goto cleanup;
-    /* Identities already taken by this cloud's kept domains. */
+    /* Identities taken by this cloud's kept domains (a recreated slot keeps its own). */
     for (i = 0; i < spec->nslots; i++)
-        if (p[i].dom >= 0)
+        if (p[i].dom >= 0 && p[i].act != ACT_RECREATE) {
             cl_idset_add(&ours, r.doms.v[p[i].dom].uuid);
+            if (r.doms.v[p[i].dom].mac[0])
+                cl_idset_add(&ours, r.doms.v[p[i].dom].mac);
+        }
     /* Then every slot, in dependency order (database before servers before balancer...). */
     for (i = 0; i < spec->nslots; i++) {
         const cl_slot_t *sl = &spec->slots[p[i].slot];
@@ -1044,11 +1055,14 @@ int cl_engine_stop(cl_engine_t *e, const char *name, const cl_spec_t *given, int
         rc = 0;
         goto cleanup;
     }
-    /* Reverse dependency order: highest rank first, unknown roles last. */
-    top = s ? (int)s->nroles : 0;
+    /*
+     * Reverse dependency order (balancer, servers, database): the stored spec knows the roles
+     * even when the stop manifest declares only the pool.
+     */
+    top = (int)(stored ? stored->nroles : s->nroles);
     for (; top >= -1; top--)
         for (i = 0; i < r.doms.n; i++)
-            if (dom_rank(s, &r.doms.v[i]) == top &&
+            if (dom_rank(stored ? stored : s, &r.doms.v[i]) == top &&
                 remove_domain(&r, &r.doms.v[i], r.dom_host[i], "cloud stopped", err) < 0)
                 goto cleanup;
     /* Overlays of slots whose domain was never defined (an interrupted run). */
@@ -1121,7 +1135,8 @@ static json_object *status_one(cl_engine_t *e, const char *name, const cl_spec_t
     ls = cl_state_load(e->state_dir, name, &state, err);
     if (ls < 0)
         goto cleanup;
-    if (ls > 0 && json_object_object_get_ex(state, "spec", &v) && !given) {
+    /* A stop manifest declares less than the cloud has: describe it with the stored spec. */
+    if (ls > 0 && json_object_object_get_ex(state, "spec", &v) && (!given || !given->running)) {
         if (cl_spec_parse(v, &stored, err) < 0)
             goto cleanup;
         s = stored;

@@ -348,9 +348,14 @@ int cl_spec_parse(json_object *obj, cl_spec_t **out, cl_err_t *err)
     if (s->mac_start && *s->mac_start) {
         unsigned int b[6];
         char tail;
-        if (sscanf(s->mac_start, "%2x:%2x:%2x:%2x:%2x:%2x%c", &b[0], &b[1], &b[2], &b[3], &b[4],
-                   &b[5], &tail) != 6 ||
-            strlen(s->mac_start) != 17) {
+        int bad_mac =
+            strlen(s->mac_start) != 17 || sscanf(s->mac_start, "%2x:%2x:%2x:%2x:%2x:%2x%c", &b[0],
+                                                 &b[1], &b[2], &b[3], &b[4], &b[5], &tail) != 6;
+        /* sscanf alone lets signs and blanks through ("52:54:00:01:00:+1") */
+        for (i = 0; !bad_mac && i < 17; i++)
+            bad_mac =
+                i % 3 == 2 ? s->mac_start[i] != ':' : !isxdigit((unsigned char)s->mac_start[i]);
+        if (bad_mac) {
             SPEC_ERR(err, "starting_mac_address: '%s' is not a MAC address", s->mac_start);
             goto cleanup;
         }

@@ -174,6 +174,19 @@ static const char *root_element(const char *p)
     }
 }
 
+/* Is p inside an XML comment of doc?  A placeholder there does not count as present. */
+static int in_comment(const char *doc, const char *p)
+{
+    const char *q, *close;
+
+    for (q = doc; (q = strstr(q, "<!--")) != NULL && q < p; q = close + 3) {
+        close = strstr(q + 4, "-->");
+        if (!close || close > p)
+            return 1;
+    }
+    return 0;
+}
+
 int cl_tmpl_check(const char *tmpl, cl_err_t *err)
 {
     const char *root, *p, *end;
@@ -197,6 +210,8 @@ int cl_tmpl_check(const char *tmpl, cl_err_t *err)
                               "unknown placeholder '%s' (known: name uuid mac disk memory vcpus "
                               "ip role roles cloud host index image slot)",
                               key);
+        if (in_comment(tmpl, p))
+            continue;
         for (i = 0; cl_tmpl_required[i]; i++)
             if (strcmp(cl_tmpl_required[i], key) == 0)
                 found[i] = 1;

@@ -335,6 +335,7 @@ int cl_virt_scan(cl_virt_t *v, const char *cloud, cl_dom_list_t *owned, cl_idset
         if (meta && cl_virt_parse_owner(meta, &tmp) == 0 &&
             (!cloud || strcmp(tmp.cloud, cloud) == 0)) {
             cl_dom_t *d = dom_list_add(owned);
+            char *xml;
             if (!d) {
                 cl_err_set(err, CL_ERR_SYS, 0, v->host, "list domains", "out of memory");
                 free(meta);
@@ -343,6 +344,12 @@ int cl_virt_scan(cl_virt_t *v, const char *cloud, cl_dom_list_t *owned, cl_idset
             *d = tmp;
             snprintf(d->name, sizeof(d->name), "%s", virDomainGetName(doms[i]));
             virDomainGetUUIDString(doms[i], d->uuid);
+            xml = virDomainGetXMLDesc(doms[i], 0);
+            if (xml && strstr(xml, "<mac "))
+                attr(strstr(xml, "<mac "), "address", d->mac, sizeof(d->mac));
+            if (!xml)
+                virResetLastError();
+            free(xml);
             if (virDomainGetState(doms[i], &st, &reason, 0) < 0) {
                 virResetLastError();
                 d->state = CL_DOM_OTHER;

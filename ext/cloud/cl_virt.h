@@ -24,6 +24,7 @@ typedef struct cl_dom {
     char image[512];
     char disk[512];  /* overlay created for it ("" if none) */
     char config[20]; /* hash of the rendered definition */
+    char mac[18];    /* MAC of its first interface ("" if none) */
     unsigned long epoch;
     int index;
     int state; /* CL_DOM_* */

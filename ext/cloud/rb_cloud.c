@@ -21,6 +21,7 @@
 static VALUE cCloud, eError, eVirt, eSSH, eProto, eTimeout, eElection, eSpec, eSystem, eState;
 static VALUE mJSON;
 static ID id_generate, id_parse, id_code, id_host, id_operation;
+static ID kw_new[4], kw_status[2]; /* the keywords Cloud.new and Cloud.status accept */
 
 /* ========================================================================================== */
 /* Native object                                                                              */
@@ -31,6 +32,8 @@ typedef struct rb_cloud {
     cl_spec_t *spec; /* parsed and validated */
     char *socket, *daemon, *state_dir;
     int autostart;
+    int busy;    /* calls in progress (they release the GVL) */
+    int closing; /* #close came while busy: the last call out releases */
 } rb_cloud_t;
 
 static void cloud_release(rb_cloud_t *c)
@@ -75,10 +78,38 @@ static rb_cloud_t *get_cloud(VALUE self)
     rb_cloud_t *c;
 
     TypedData_Get_Struct(self, rb_cloud_t, &cloud_type, c);
-    if (!c->spec)
+    if (!c->spec || c->closing)
         rb_raise(eError, "this Cloud is closed");
     return c;
 }
+
+static VALUE unpin(VALUE self)
+{
+    rb_cloud_t *c;
+
+    TypedData_Get_Struct(self, rb_cloud_t, &cloud_type, c);
+    if (--c->busy == 0 && c->closing) {
+        c->closing = 0;
+        cloud_release(c);
+    }
+    return Qnil;
+}
+
+/*
+ * Runs fn(self) with the native data pinned: another thread's #close while fn waits without
+ * the GVL only marks the object, and the last call out frees it (no use after free).
+ */
+static VALUE pinned(VALUE self, VALUE (*fn)(VALUE))
+{
+    get_cloud(self)->busy++;
+    return rb_ensure(fn, self, unpin, self);
+}
+
+#define CL_PINNED(fn)                                                                              \
+    static VALUE fn##_pinned(VALUE self)                                                           \
+    {                                                                                              \
+        return pinned(self, fn);                                                                   \
+    }
 
 /* ========================================================================================== */
 /* Errors                                                                                     */
@@ -172,6 +203,8 @@ static void *do_call(void *arg)
 
     c->rc = cl_client_call(c->opts, c->req, c->autostart, c->timeout_ms, on_line, c, &c->cancel,
                            &c->final, &c->err);
+    json_object_put(c->req);
+    c->req = NULL;
     return NULL;
 }
 
@@ -218,7 +251,6 @@ static VALUE daemon_call(const cl_client_opts_t *opts, json_object *req, int aut
     c.timeout_ms = timeout_ms;
     c.block = block;
     rb_thread_call_without_gvl(do_call, &c, ubf_cancel, &c);
-    json_object_put(req);
     if (c.exc_state) {
         json_object_put(c.final);
         rb_jump_tag(c.exc_state);
@@ -230,9 +262,11 @@ static VALUE daemon_call(const cl_client_opts_t *opts, json_object *req, int aut
     return res;
 }
 
-/* In-process, read-only work (no daemon): status or plan. */
+/* Read-only work: asked of the daemon (req), or in-process when none runs: status or plan. */
 typedef struct local {
     const cl_client_opts_t *opts;
+    json_object *req; /* NULL: only answer when no daemon runs */
+    volatile int cancel;
     const char *name;
     const cl_spec_t *spec;
     int plan;
@@ -246,6 +280,13 @@ static void *do_local(void *arg)
 {
     local_t *l = arg;
 
+    if (l->req) {
+        l->rc = cl_client_read(l->opts, l->req, l->name, l->spec, l->plan, &l->cancel, &l->result,
+                               &l->err);
+        json_object_put(l->req);
+        l->req = NULL;
+        return NULL;
+    }
     l->up = cl_client_daemon_up(l->opts);
     if (l->up)
         return NULL;
@@ -254,19 +295,25 @@ static void *do_local(void *arg)
     return NULL;
 }
 
-/* Returns Qundef if a daemon runs (ask it instead). */
+static void ubf_local(void *arg)
+{
+    ((local_t *)arg)->cancel = 1;
+}
+
+/* req (consumed): the request for a running daemon; NULL: returns Qundef if a daemon runs. */
 static VALUE local_call(const cl_client_opts_t *opts, const char *name, const cl_spec_t *spec,
-                        int plan)
+                        int plan, json_object *req)
 {
     local_t l;
     VALUE res;
 
     memset(&l, 0, sizeof(l));
     l.opts = opts;
+    l.req = req;
     l.name = name;
     l.spec = spec;
     l.plan = plan;
-    rb_thread_call_without_gvl(do_local, &l, RUBY_UBF_IO, NULL);
+    rb_thread_call_without_gvl(do_local, &l, ubf_local, &l);
     if (l.up)
         return Qundef;
     if (l.rc < 0)
@@ -321,7 +368,11 @@ static VALUE cloud_initialize(int argc, VALUE *argv, VALUE self)
 
     TypedData_Get_Struct(self, rb_cloud_t, &cloud_type, c);
     rb_scan_args(argc, argv, "1:", &spec, &opts);
+    if (!NIL_P(opts))
+        rb_get_kwargs(opts, kw_new, 0, 4, NULL); /* unknown keyword: ArgumentError */
     Check_Type(spec, T_HASH);
+    if (c->busy)
+        rb_raise(eError, "this Cloud is in use by another thread");
     json = rb_funcall(mJSON, id_generate, 1, spec);
     cloud_release(c);
     c->spec_json = strdup(StringValueCStr(json));
@@ -350,16 +401,33 @@ static VALUE cloud_name(VALUE self)
 
 typedef struct self_q {
     const cl_client_opts_t *opts;
-    json_object *addrs;
+    const cl_spec_t *spec;
+    int want_index;
+    int found;
     cl_err_t err;
     int rc;
 } self_q_t;
 
+/* Without the GVL: matching a pool host name resolves it. */
 static void *do_self(void *arg)
 {
     self_q_t *q = arg;
+    json_object *addrs = NULL;
+    cl_addrs_t a = {0};
+    size_t i;
 
-    q->rc = cl_client_self(q->opts, &q->addrs, &q->err);
+    q->found = -1;
+    q->rc = cl_client_self(q->opts, &addrs, &q->err);
+    if (q->rc < 0)
+        return NULL;
+    for (i = 0; i < json_object_array_length(addrs); i++)
+        cl_addrs_add(&a, json_object_get_string(json_object_array_get_idx(addrs, i)));
+    json_object_put(addrs);
+    for (i = 0; i < q->spec->npool && q->found < 0; i++)
+        if ((q->want_index < 0 || (size_t)q->want_index == i) &&
+            cl_net_is_self(&a, q->spec->pool[i]))
+            q->found = (int)i;
+    cl_addrs_free(&a);
     return NULL;
 }
 
@@ -368,24 +436,16 @@ static int self_index(rb_cloud_t *c, int want_index)
 {
     cl_client_opts_t o;
     self_q_t q;
-    cl_addrs_t a = {0};
-    size_t i;
-    int found = -1;
 
     opts_of(c, &o);
     memset(&q, 0, sizeof(q));
     q.opts = &o;
+    q.spec = c->spec;
+    q.want_index = want_index;
     rb_thread_call_without_gvl(do_self, &q, RUBY_UBF_IO, NULL);
     if (q.rc < 0)
         rb_cloud_raise(&q.err);
-    for (i = 0; i < json_object_array_length(q.addrs); i++)
-        cl_addrs_add(&a, json_object_get_string(json_object_array_get_idx(q.addrs, i)));
-    json_object_put(q.addrs);
-    for (i = 0; i < c->spec->npool && found < 0; i++)
-        if ((want_index < 0 || (size_t)want_index == i) && cl_net_is_self(&a, c->spec->pool[i]))
-            found = (int)i;
-    cl_addrs_free(&a);
-    return found;
+    return q.found;
 }
 
 /*
@@ -489,9 +549,7 @@ static VALUE cloud_plan(VALUE self)
     VALUE res;
 
     opts_of(c, &o);
-    res = local_call(&o, NULL, c->spec, 1);
-    if (res == Qundef)
-        res = daemon_call(&o, request("plan", c, 1, 0), 0, CL_CTL_STATUS_MS, Qnil);
+    res = local_call(&o, NULL, c->spec, 1, request("plan", c, 1, 0));
     return rb_hash_aref(res, rb_str_new_cstr("plan"));
 }
 
@@ -525,7 +583,7 @@ static VALUE cloud_stop(VALUE self)
     VALUE st;
 
     opts_of(c, &o);
-    st = local_call(&o, c->spec->name, c->spec, 0);
+    st = local_call(&o, c->spec->name, c->spec, 0, NULL);
     if (st != Qundef) {
         VALUE one = first_cloud(st, c->spec->name);
         VALUE state = rb_hash_aref(one, rb_str_new_cstr("state"));
@@ -554,11 +612,18 @@ static VALUE cloud_status(VALUE self)
     VALUE res;
 
     opts_of(c, &o);
-    res = local_call(&o, c->spec->name, c->spec, 0);
-    if (res == Qundef)
-        res = daemon_call(&o, request("status", c, 1, 0), 0, CL_CTL_STATUS_MS, Qnil);
+    res = local_call(&o, c->spec->name, c->spec, 0, request("status", c, 1, 0));
     return first_cloud(res, c->spec->name);
 }
+
+CL_PINNED(cloud_member_p)
+CL_PINNED(cloud_leader_p)
+CL_PINNED(cloud_leader_start)
+CL_PINNED(cloud_common_start)
+CL_PINNED(cloud_plan)
+CL_PINNED(cloud_monitor)
+CL_PINNED(cloud_stop)
+CL_PINNED(cloud_status)
 
 /*
  * call-seq:
@@ -571,7 +636,10 @@ static VALUE cloud_close(VALUE self)
     rb_cloud_t *c;
 
     TypedData_Get_Struct(self, rb_cloud_t, &cloud_type, c);
-    cloud_release(c);
+    if (c->busy)
+        c->closing = 1;
+    else
+        cloud_release(c);
     return Qnil;
 }
 
@@ -581,25 +649,35 @@ static VALUE cloud_close(VALUE self)
  *
  * {"clouds"=>[...]} for every cloud this host knows; never starts a daemon.
  */
+/* A private copy of a String option (Qnil if absent): its bytes stay put without the GVL. */
+static VALUE opt_copy(VALUE opts, const char *key)
+{
+    VALUE v = NIL_P(opts) ? Qnil : rb_hash_aref(opts, ID2SYM(rb_intern(key)));
+
+    if (NIL_P(v))
+        return Qnil;
+    StringValue(v);
+    v = rb_str_new(RSTRING_PTR(v), RSTRING_LEN(v));
+    StringValueCStr(v);
+    return v;
+}
+
 static VALUE cloud_s_status(int argc, VALUE *argv, VALUE klass)
 {
-    VALUE opts = Qnil, res;
+    VALUE opts = Qnil, res, sock, state;
     cl_client_opts_t o;
-    char *sock, *state;
 
     rb_scan_args(argc, argv, "0:", &opts);
-    sock = opt_str(opts, "socket");
-    state = opt_str(opts, "state_dir");
+    if (!NIL_P(opts))
+        rb_get_kwargs(opts, kw_status, 0, 2, NULL); /* unknown keyword: ArgumentError */
+    sock = opt_copy(opts, "socket");
+    state = opt_copy(opts, "state_dir");
     memset(&o, 0, sizeof(o));
-    o.socket = sock;
-    o.state_dir = state;
-    res = local_call(&o, NULL, NULL, 0);
-    if (res == Qundef) {
-        json_object *req = request("status", NULL, 0, 0);
-        res = daemon_call(&o, req, 0, CL_CTL_STATUS_MS, Qnil);
-    }
-    free(sock);
-    free(state);
+    o.socket = NIL_P(sock) ? NULL : RSTRING_PTR(sock);
+    o.state_dir = NIL_P(state) ? NULL : RSTRING_PTR(state);
+    res = local_call(&o, NULL, NULL, 0, request("status", NULL, 0, 0));
+    RB_GC_GUARD(sock);
+    RB_GC_GUARD(state);
     return res;
 }
 
@@ -615,6 +693,8 @@ static VALUE cloud_s_daemon_running(int argc, VALUE *argv, VALUE klass)
     int up;
 
     rb_scan_args(argc, argv, "0:", &opts);
+    if (!NIL_P(opts))
+        rb_get_kwargs(opts, kw_status, 0, 1, NULL); /* socket: only */
     sock = opt_str(opts, "socket");
     memset(&o, 0, sizeof(o));
     o.socket = sock;
@@ -647,6 +727,10 @@ void rb_cloud_init(void)
     id_code = rb_intern("@code");
     id_host = rb_intern("@host");
     id_operation = rb_intern("@operation");
+    kw_new[0] = kw_status[0] = rb_intern("socket");
+    kw_new[1] = kw_status[1] = rb_intern("state_dir");
+    kw_new[2] = rb_intern("daemon");
+    kw_new[3] = rb_intern("autostart");
 
     cCloud = rb_define_class("Cloud", rb_cObject);
     rb_define_alloc_func(cCloud, cloud_alloc);
@@ -667,15 +751,15 @@ void rb_cloud_init(void)
 
     rb_define_method(cCloud, "initialize", cloud_initialize, -1);
     rb_define_method(cCloud, "name", cloud_name, 0);
-    rb_define_method(cCloud, "member?", cloud_member_p, 0);
-    rb_define_method(cCloud, "leader?", cloud_leader_p, 0);
-    rb_define_method(cCloud, "leader_start", cloud_leader_start, 0);
-    rb_define_method(cCloud, "common_start", cloud_common_start, 0);
+    rb_define_method(cCloud, "member?", cloud_member_p_pinned, 0);
+    rb_define_method(cCloud, "leader?", cloud_leader_p_pinned, 0);
+    rb_define_method(cCloud, "leader_start", cloud_leader_start_pinned, 0);
+    rb_define_method(cCloud, "common_start", cloud_common_start_pinned, 0);
     rb_define_method(cCloud, "not_cloud_start", cloud_not_cloud_start, 0);
-    rb_define_method(cCloud, "plan", cloud_plan, 0);
-    rb_define_method(cCloud, "monitor", cloud_monitor, 0);
-    rb_define_method(cCloud, "stop", cloud_stop, 0);
-    rb_define_method(cCloud, "status", cloud_status, 0);
+    rb_define_method(cCloud, "plan", cloud_plan_pinned, 0);
+    rb_define_method(cCloud, "monitor", cloud_monitor_pinned, 0);
+    rb_define_method(cCloud, "stop", cloud_stop_pinned, 0);
+    rb_define_method(cCloud, "status", cloud_status_pinned, 0);
     rb_define_method(cCloud, "close", cloud_close, 0);
     rb_define_singleton_method(cCloud, "status", cloud_s_status, -1);
     rb_define_singleton_method(cCloud, "daemon_running?", cloud_s_daemon_running, -1);
