@@ -75,12 +75,13 @@ static const char *daemon_path(const cl_client_opts_t *o, char *buf, size_t len)
 
 /*
  * A socket file nobody answers on is stale, or belongs to an embedded daemon that is leaving
- * (its last cloud stopped) and removes it on exit: a daemon started before that would lose its
- * socket file to the old one's exit and run on unreachable.  Give it a moment (bounded).
+ * (its last cloud stopped): it finishes the requests it accepted (up to 5 s), then removes the
+ * file, so a daemon started before that would lose its socket and run on unreachable.  Wait for
+ * it, bounded (a stale file after a crash costs this once; the new daemon replaces it).
  */
 static void wait_released(const char *sock)
 {
-    uint64_t deadline = cl_time_now_ms() + CL_CTL_CONNECT_MS;
+    uint64_t deadline = cl_time_now_ms() + CL_DAEMON_START_MS;
     struct timespec ts = {0, 10 * 1000 * 1000};
 
     while (access(sock, F_OK) == 0 && cl_time_now_ms() < deadline)

@@ -132,13 +132,8 @@ int main(int argc, char **argv)
         json_object_object_add(req, "name", json_object_new_string(name));
 
     if (strcmp(cmd, "status") == 0) {
-        if (cl_client_daemon_up(&o)) {
-            if (cl_ctl_call(cl_ctl_socket_path(o.socket), req, CL_CTL_STATUS_MS, NULL, NULL, &res,
-                            &err) < 0)
-                goto fail;
-        } else if (cl_client_local_status(&o, name, NULL, &res, &err) < 0) {
+        if (cl_client_read(&o, req, name, NULL, 0, NULL, &res, &err) < 0)
             goto fail;
-        }
         if (json) {
             json_object_object_del(res, "ok");
             printf("%s\n", json_object_to_json_string_ext(res, JSON_C_TO_STRING_PRETTY |

@@ -56,6 +56,9 @@ static int wake_pipe[2] = {-1, -1};
 static atomic_int quit_flag;
 static atomic_int active;
 static atomic_ullong last_activity_ms;
+static atomic_int last_stopped; /* embedded: a stop left no cloud; the loop decides to exit */
+static int listen_watch = -1;
+static ino_t sock_ino; /* our socket file: never unlink a successor's */
 
 /* ========================================================================================== */
 /* Requests                                                                                   */
@@ -79,14 +82,57 @@ static void on_progress(void *ud, json_object *ev)
     send_line(*(int *)ud, ev);
 }
 
-static void request_quit(void)
+static void wake_loop(void)
 {
-    char c = 'q';
+    char c = 'w';
 
-    atomic_store(&quit_flag, 1);
     if (write(wake_pipe[1], &c, 1) < 0) {
         /* the loop also wakes on its idle timer */
     }
+}
+
+static void request_quit(void)
+{
+    atomic_store(&quit_flag, 1);
+    wake_loop();
+}
+
+/* Remove the socket file if it is still ours (a successor may have bound the path). */
+static void unlink_socket(void)
+{
+    struct stat st;
+
+    if (stat(opt.socket_path, &st) == 0 && st.st_ino == sock_ino)
+        unlink(opt.socket_path);
+}
+
+/*
+ * Embedded mode leaves once no cloud is left.  Decided on the main thread, which alone accepts
+ * connections: with no request in flight, closing the listening socket first means no request
+ * can arrive between the decision and the exit (queued connections are reset, and clients
+ * start a new daemon).
+ */
+static void embedded_check(void)
+{
+    uint64_t idle = cl_time_now_ms() - atomic_load(&last_activity_ms);
+
+    if (!opt.embedded || atomic_load(&active) != 0 || atomic_load(&quit_flag))
+        return;
+    if (cl_engine_cloud_count(engine) != 0) {
+        atomic_store(&last_stopped, 0);
+        return;
+    }
+    if (!atomic_load(&last_stopped) && idle < opt.idle_exit_ms)
+        return;
+    cl_log(CL_LOG_INFO, "-exit", "embedded mode: %s",
+           atomic_load(&last_stopped) ? "the last cloud is stopped" : "no cloud for a while");
+    if (listen_watch >= 0)
+        virEventRemoveHandle(listen_watch);
+    listen_watch = -1;
+    close(listen_fd);
+    listen_fd = -1;
+    unlink_socket();
+    atomic_store(&quit_flag, 1);
 }
 
 static json_object *ok_with(json_object *res)
@@ -274,11 +320,11 @@ static void *serve(void *arg)
     close(c->fd);
     free(c);
     atomic_store(&last_activity_ms, cl_time_now_ms());
-    if (stopped && opt.embedded && cl_engine_cloud_count(engine) == 0) {
-        cl_log(CL_LOG_INFO, "-exit", "embedded mode: the last cloud is stopped");
-        request_quit();
-    }
+    if (stopped && opt.embedded && cl_engine_cloud_count(engine) == 0)
+        atomic_store(&last_stopped, 1);
     atomic_fetch_sub(&active, 1);
+    if (stopped)
+        wake_loop();
     return NULL;
 }
 
@@ -327,18 +373,12 @@ static void on_wake(int watch, int fd, int events, void *ud)
 
     while (read(fd, buf, sizeof(buf)) > 0) {
     }
+    embedded_check();
 }
 
 static void on_idle_timer(int timer, void *ud)
 {
-    uint64_t idle = cl_time_now_ms() - atomic_load(&last_activity_ms);
-
-    if (opt.embedded && atomic_load(&active) == 0 && idle >= opt.idle_exit_ms &&
-        cl_engine_cloud_count(engine) == 0) {
-        cl_log(CL_LOG_INFO, "-exit", "embedded mode: no cloud for %llu ms",
-               (unsigned long long)idle);
-        request_quit();
-    }
+    embedded_check();
 }
 
 static void on_signal(int sig)
@@ -396,6 +436,11 @@ static int make_socket(cl_err_t *err)
         }
     }
     chmod(opt.socket_path, 0600);
+    {
+        struct stat st;
+        if (stat(opt.socket_path, &st) == 0)
+            sock_ino = st.st_ino;
+    }
     if (listen(fd, 64) < 0) {
         cl_err_sys(err, NULL, "listen", "listen %s", opt.socket_path);
         close(fd);
@@ -562,7 +607,8 @@ int main(int argc, char **argv)
     }
     signal(SIGTERM, on_signal);
     signal(SIGINT, on_signal);
-    if (virEventAddHandle(listen_fd, VIR_EVENT_HANDLE_READABLE, on_accept, NULL, NULL) < 0 ||
+    listen_watch = virEventAddHandle(listen_fd, VIR_EVENT_HANDLE_READABLE, on_accept, NULL, NULL);
+    if (listen_watch < 0 ||
         virEventAddHandle(wake_pipe[0], VIR_EVENT_HANDLE_READABLE, on_wake, NULL, NULL) < 0) {
         cl_log(CL_LOG_ERR, "-start", "cannot watch the control socket");
         goto out;
@@ -592,7 +638,8 @@ int main(int argc, char **argv)
     /* Let requests in flight finish (bounded). */
     {
         uint64_t deadline = cl_time_now_ms() + 5000;
-        close(listen_fd);
+        if (listen_fd >= 0)
+            close(listen_fd);
         listen_fd = -1;
         while (atomic_load(&active) > 0 && cl_time_now_ms() < deadline)
             usleep(10000);
@@ -603,8 +650,8 @@ int main(int argc, char **argv)
 out:
     if (idle_timer >= 0)
         virEventRemoveTimeout(idle_timer);
-    if (listen_fd >= 0 || rc == 0)
-        unlink(opt.socket_path);
+    if (sock_ino)
+        unlink_socket();
     if (opt.pid_path && rc == 0)
         unlink(opt.pid_path);
     if (ready_pipe[1] >= 0)

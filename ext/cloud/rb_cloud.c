@@ -629,7 +629,8 @@ CL_PINNED(cloud_status)
  * call-seq:
  *   cloud.close -> nil
  *
- * Frees the native handle now; later calls raise Cloud::Error.
+ * Frees the native handle now (or, if another thread's call is in progress, when it returns);
+ * later calls raise Cloud::Error.
  */
 static VALUE cloud_close(VALUE self)
 {
@@ -643,12 +644,6 @@ static VALUE cloud_close(VALUE self)
     return Qnil;
 }
 
-/*
- * call-seq:
- *   Cloud.status(socket: nil, state_dir: nil) -> Hash
- *
- * {"clouds"=>[...]} for every cloud this host knows; never starts a daemon.
- */
 /* A private copy of a String option (Qnil if absent): its bytes stay put without the GVL. */
 static VALUE opt_copy(VALUE opts, const char *key)
 {
@@ -662,6 +657,12 @@ static VALUE opt_copy(VALUE opts, const char *key)
     return v;
 }
 
+/*
+ * call-seq:
+ *   Cloud.status(socket: nil, state_dir: nil) -> Hash
+ *
+ * {"clouds"=>[...]} for every cloud this host knows; never starts a daemon.
+ */
 static VALUE cloud_s_status(int argc, VALUE *argv, VALUE klass)
 {
     VALUE opts = Qnil, res, sock, state;
