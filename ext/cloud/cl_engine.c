@@ -37,7 +37,7 @@ struct cl_engine {
     pthread_mutex_t conn_lock; /* the connection cache */
     conn_entry_t *conns;
     size_t nconns;
-    cl_addrs_t led;             /* clouds led by this process: a new term bumps the epoch */
+    cl_addrs_t led; /* clouds led by this process: a new term bumps the epoch */
 };
 
 int cl_engine_new(const cl_engine_opts_t *o, cl_engine_t **out, cl_err_t *err)
