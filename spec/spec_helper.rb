@@ -10,6 +10,16 @@ require 'json'
 
 RSpec.configure { |c| c.mock_with :rspec }
 
+# Facter reads /etc/facter/facter.conf (HOCON) lazily when one exists; under rspec-puppet's
+# patched `require` that lazy load fails, so load the parser up front (it is Facter's own
+# dependency).  The specs then pass with or without a facter.conf.
+begin
+  require 'hocon'
+  require 'hocon/config_factory'
+rescue LoadError
+  nil
+end
+
 # module_spec_helper insists on spec/fixtures/modules (git-ignored; we keep no fixtures there).
 FileUtils.mkdir_p(File.join(__dir__, 'fixtures', 'modules'))
 require 'puppetlabs_spec_helper/module_spec_helper'
