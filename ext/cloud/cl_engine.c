@@ -564,7 +564,7 @@ static int pick_identity(run_t *r, size_t slot_idx, cl_idset_t *ours, char uuid[
 }
 
 static char *owner_xml(const run_t *r, const cl_slot_t *sl, const char *host, const char *disk,
-                       const char *config)
+                       const char *config, const char *mac)
 {
     char *ec = cl_tmpl_escape(r->name), *es = cl_tmpl_escape(sl->name),
          *er = cl_tmpl_escape(sl->roles[0]), *ei = cl_tmpl_escape(sl->ip),
@@ -580,8 +580,8 @@ static char *owner_xml(const run_t *r, const cl_slot_t *sl, const char *host, co
             snprintf(out, n,
                      "<" CL_META_PREFIX ":owner xmlns:" CL_META_PREFIX "=\"" CL_META_URI "\" "
                      "cloud=\"%s\" slot=\"%s\" role=\"%s\" index=\"%d\" ip=\"%s\" host=\"%s\" "
-                     "image=\"%s\" disk=\"%s\" config=\"%s\" epoch=\"%lu\"/>",
-                     ec, es, er, sl->index, ei, eh, eimg, ed, config, r->epoch);
+                     "image=\"%s\" disk=\"%s\" config=\"%s\" epoch=\"%lu\" mac=\"%s\"/>",
+                     ec, es, er, sl->index, ei, eh, eimg, ed, config, r->epoch, mac);
     }
     free(ec);
     free(es);
@@ -656,7 +656,7 @@ static int create_domain(run_t *r, const slot_plan_t *p, cl_idset_t *ours, cl_er
     vars.memory = cl_spec_slot_mem_kib(s, p->slot);
     vars.vcpus = s->vm_ncpu;
     vars.index = sl->index;
-    meta = owner_xml(r, sl, h->name, disk, p->config);
+    meta = owner_xml(r, sl, h->name, disk, p->config, mac);
     if (!meta) {
         cl_err_set(err, CL_ERR_SYS, 0, h->name, "define", "out of memory");
         goto cleanup;
@@ -1066,7 +1066,13 @@ int cl_engine_stop(cl_engine_t *e, const char *name, const cl_spec_t *given, int
                 remove_domain(&r, &r.doms.v[i], r.dom_host[i], "cloud stopped", err) < 0)
                 goto cleanup;
     /* Overlays of slots whose domain was never defined (an interrupted run). */
-    for (i = 0; stored && i < stored->nslots; i++)
+    for (i = 0; stored && i < stored->nslots; i++) {
+        size_t j;
+        int seen = 0;
+        for (j = 0; j < r.doms.n && !seen; j++)
+            seen = r.doms.v[j].disk[0] && strcmp(r.doms.v[j].slot, stored->slots[i].name) == 0;
+        if (seen)
+            continue; /* its disk went with its domain */
         for (k = 0; k < r.nhosts; k++) {
             char vol[CL_DOMNAME_MAX + 8];
             if (!r.hosts[k].virt || !r.hosts[k].primary)
@@ -1075,6 +1081,7 @@ int cl_engine_stop(cl_engine_t *e, const char *name, const cl_spec_t *given, int
             if (cl_virt_vol_delete_by_name(r.hosts[k].virt, stored->disk_pool, vol, err) < 0)
                 goto cleanup;
         }
+    }
     if (cl_state_remove(e->state_dir, name, err) < 0)
         goto cleanup;
     forget_led(e, name);

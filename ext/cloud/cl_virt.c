@@ -344,12 +344,14 @@ int cl_virt_scan(cl_virt_t *v, const char *cloud, cl_dom_list_t *owned, cl_idset
             *d = tmp;
             snprintf(d->name, sizeof(d->name), "%s", virDomainGetName(doms[i]));
             virDomainGetUUIDString(doms[i], d->uuid);
-            xml = virDomainGetXMLDesc(doms[i], 0);
-            if (xml && strstr(xml, "<mac "))
-                attr(strstr(xml, "<mac "), "address", d->mac, sizeof(d->mac));
-            if (!xml)
-                virResetLastError();
-            free(xml);
+            if (attr(meta, "mac", d->mac, sizeof(d->mac)) < 0) {
+                xml = virDomainGetXMLDesc(doms[i], 0);
+                if (xml && strstr(xml, "<mac "))
+                    attr(strstr(xml, "<mac "), "address", d->mac, sizeof(d->mac));
+                if (!xml)
+                    virResetLastError();
+                free(xml);
+            }
             if (virDomainGetState(doms[i], &st, &reason, 0) < 0) {
                 virResetLastError();
                 d->state = CL_DOM_OTHER;
@@ -439,7 +441,7 @@ int cl_virt_remove(cl_virt_t *v, const char *name, unsigned grace_ms, cl_err_t *
 {
     virDomainPtr d = virDomainLookupByName(v->conn, name);
     unsigned flags = VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA |
-                     VIR_DOMAIN_UNDEFINE_NVRAM;
+                     (v->is_test ? 0 : VIR_DOMAIN_UNDEFINE_NVRAM);
     int rc = -1;
 
     if (!d) {
@@ -574,12 +576,16 @@ int cl_virt_overlay(cl_virt_t *v, const char *pool, const char *vol, const char 
         }
         /*
          * Real storage drivers size an overlay from its backing file when no capacity is
-         * given; the test driver insists on one (its volumes are only records).
+         * given; the test driver insists on one (its volumes are only records), and books
+         * the allocation (default: the capacity) against its pools' fixed 100 GiB: with
+         * <allocation>0 more than 100 overlays fit.
          */
         snprintf(xml, n,
                  "<volume><name>%s</name>%s<target><format type='qcow2'/></target>"
                  "<backingStore><path>%s</path><format type='%s'/></backingStore></volume>",
-                 evol, v->is_test ? "<capacity unit='G'>1</capacity>" : "", eback, fmt);
+                 evol,
+                 v->is_test ? "<capacity unit='G'>1</capacity><allocation>0</allocation>" : "",
+                 eback, fmt);
         sv = virStorageVolCreateXML(p, xml, 0);
         if (!sv) {
             virt_fail(v, err, "create disk %s", vol);
