@@ -153,12 +153,11 @@ int cl_client_call(const cl_client_opts_t *o, json_object *req, int autostart, u
     seen_t s = {fn, ud, 0};
     int rc;
 
-    if (autostart && !cl_client_daemon_up(o) && cl_client_spawn(o, err) < 0)
-        return -1;
     rc = cl_ctl_call_ex(sock, req, timeout_ms, count_lines, &s, cancel, final, err);
     /*
-     * An embedded daemon that was just exiting (its last cloud stopped) may drop a request it
-     * never started: start a new one and ask again, once, if nothing was answered.
+     * No daemon (no socket, refused), or an embedded one that was just leaving (its last cloud
+     * stopped) and dropped a request it never started: start one and ask again, once, if
+     * nothing was answered.
      */
     if (rc < 0 && autostart && s.lines == 0 && cl_client_gone(err)) {
         if (!cl_client_daemon_up(o) && cl_client_spawn(o, err) < 0)

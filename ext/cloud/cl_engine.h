@@ -21,7 +21,10 @@ typedef struct cl_engine_opts {
     int readonly;           /* status/plan only: read-only connections, state never written */
 } cl_engine_opts_t;
 
-/* Called for each progress event (ev is borrowed: the callee takes a reference to keep it). */
+/*
+ * Called for each progress event (ev is borrowed: the callee takes a reference to keep it), and
+ * with ev == NULL when a slow step may follow: a listener that batches events sends them then.
+ */
 typedef void (*cl_progress_fn)(void *ud, json_object *ev);
 
 int cl_engine_new(const cl_engine_opts_t *opts, cl_engine_t **out, cl_err_t *err);

@@ -14,6 +14,7 @@ static int log_fp_set;
 static cl_log_level_t log_min = CL_LOG_INFO;
 static char log_tag[64] = "cloud";
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+static long last_flush_ms;
 
 void cl_log_set_stream(FILE *fp)
 {
@@ -52,6 +53,25 @@ void cl_log(cl_log_level_t level, const char *event, const char *fmt, ...)
     vfprintf(fp, fmt, ap);
     va_end(ap);
     fputc('\n', fp);
+    /*
+     * Warnings and errors are written at once; the rest within CL_LOG_FLUSH_MS (and at
+     * cl_log_flush): a converge logs hundreds of lines in milliseconds.
+     */
+    if (level >= CL_LOG_WARN ||
+        ts.tv_sec * 1000L + ts.tv_nsec / 1000000L - last_flush_ms >= CL_LOG_FLUSH_MS) {
+        fflush(fp);
+        last_flush_ms = ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+    }
+    pthread_mutex_unlock(&log_lock);
+}
+
+void cl_log_flush(void)
+{
+    FILE *fp = log_fp_set ? log_fp : stderr;
+
+    if (!fp)
+        return;
+    pthread_mutex_lock(&log_lock);
     fflush(fp);
     pthread_mutex_unlock(&log_lock);
 }

@@ -11,6 +11,7 @@
 #include <libgen.h>
 #include <libvirt/libvirt.h>
 #include <limits.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -77,9 +78,70 @@ static void send_line(int fd, json_object *o)
         cl_log(CL_LOG_DEBUG, "-client", "could not write to a client: %s", err.msg);
 }
 
+/*
+ * Progress lines of one request are batched: a burst of events (a converge on the test driver
+ * emits hundreds within milliseconds) costs one send() and one client wake-up, not one each.
+ * The batch goes out when it is large, when the engine says a slow step follows (ev == NULL),
+ * and before the final line.
+ */
+typedef struct outbuf {
+    int fd;
+    char *p;
+    size_t n, cap;
+} outbuf_t;
+
+#define CLOUDD_BATCH_BYTES 32768
+
+static void out_flush(outbuf_t *o)
+{
+    size_t off = 0;
+
+    while (off < o->n) {
+        ssize_t w = send(o->fd, o->p + off, o->n - off, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            struct pollfd pfd = {o->fd, POLLOUT, 0};
+            if (poll(&pfd, 1, CL_CTL_STATUS_MS) > 0)
+                continue;
+        }
+        if (w < 0) {
+            cl_log(CL_LOG_DEBUG, "-client", "could not write to a client: %s", strerror(errno));
+            break; /* the client is gone or stuck: the work goes on, its progress is dropped */
+        }
+        off += (size_t)w;
+    }
+    o->n = 0;
+}
+
 static void on_progress(void *ud, json_object *ev)
 {
-    send_line(*(int *)ud, ev);
+    outbuf_t *o = ud;
+    const char *t;
+    size_t len;
+
+    if (!ev) {
+        out_flush(o);
+        return;
+    }
+    t = json_object_to_json_string_ext(ev, JSON_C_TO_STRING_PLAIN);
+    len = strlen(t);
+    if (o->n + len + 1 > o->cap) {
+        size_t cap = (o->n + len + 1) * 2;
+        char *np = realloc(o->p, cap);
+        if (!np) {
+            out_flush(o);
+            send_line(o->fd, ev);
+            return;
+        }
+        o->p = np;
+        o->cap = cap;
+    }
+    memcpy(o->p + o->n, t, len);
+    o->p[o->n + len] = '\n';
+    o->n += len + 1;
+    if (o->n >= CLOUDD_BATCH_BYTES)
+        out_flush(o);
 }
 
 static void wake_loop(void)
@@ -179,7 +241,7 @@ static int check_leader(const cl_spec_t *spec, cl_err_t *err)
     return 0;
 }
 
-static json_object *dispatch(int fd, json_object *req, int *stopped, cl_err_t *err)
+static json_object *dispatch(outbuf_t *out, json_object *req, int *stopped, cl_err_t *err)
 {
     const char *op = req_str(req, "op"), *name = req_str(req, "name");
     json_object *res = NULL, *v;
@@ -227,7 +289,7 @@ static json_object *dispatch(int fd, json_object *req, int *stopped, cl_err_t *e
         }
         if (!plan && !noop && check_leader(spec, err) < 0)
             goto cleanup;
-        if (cl_engine_apply(engine, spec, plan || noop, plan ? NULL : on_progress, &fd, &res, err) <
+        if (cl_engine_apply(engine, spec, plan || noop, plan ? NULL : on_progress, out, &res, err) <
             0)
             goto cleanup;
     } else if (strcmp(op, "stop") == 0) {
@@ -237,7 +299,7 @@ static json_object *dispatch(int fd, json_object *req, int *stopped, cl_err_t *e
         }
         if (spec && !noop && check_leader(spec, err) < 0)
             goto cleanup;
-        if (cl_engine_stop(engine, name, spec, noop, on_progress, &fd, &res, err) < 0)
+        if (cl_engine_stop(engine, name, spec, noop, on_progress, out, &res, err) < 0)
             goto cleanup;
         *stopped = !noop;
     } else if (strcmp(op, "status") == 0) {
@@ -248,7 +310,7 @@ static json_object *dispatch(int fd, json_object *req, int *stopped, cl_err_t *e
             cl_err_set(err, CL_ERR_PROTO, 0, NULL, op, "no cloud name in the request");
             goto cleanup;
         }
-        if (cl_engine_monitor(engine, name, on_progress, &fd, &res, err) < 0)
+        if (cl_engine_monitor(engine, name, on_progress, out, &res, err) < 0)
             goto cleanup;
     } else if (strcmp(op, "leader") == 0) {
         int li;
@@ -295,6 +357,7 @@ static void *serve(void *arg)
     conn_t *c = arg;
     cl_ctl_reader_t rd;
     json_object *req = NULL, *res = NULL;
+    outbuf_t out = {c->fd, NULL, 0, 0};
     cl_err_t err;
     int stopped = 0, n;
 
@@ -306,14 +369,17 @@ static void *serve(void *arg)
             cl_err_set(&err, CL_ERR_PROTO, 0, NULL, "request", "empty request");
         res = cl_ctl_error_json(&err);
     } else {
-        res = dispatch(c->fd, req, &stopped, &err);
+        res = dispatch(&out, req, &stopped, &err);
         if (!res)
             res = cl_ctl_error_json(&err);
     }
     if (err.domain && err.domain != CL_ERR_PROTO)
         cl_log(CL_LOG_WARN, "-request", "%s%s%s: %s", err.host, err.host[0] ? ": " : "", err.op,
                err.msg);
+    out_flush(&out);
+    free(out.p);
     send_line(c->fd, res);
+    cl_log_flush();
     json_object_put(req);
     json_object_put(res);
     cl_ctl_reader_free(&rd);
@@ -378,6 +444,7 @@ static void on_wake(int watch, int fd, int events, void *ud)
 
 static void on_idle_timer(int timer, void *ud)
 {
+    cl_log_flush();
     embedded_check();
 }
 
@@ -569,7 +636,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "cloudd: cannot open log %s: %s\n", opt.log_path, strerror(errno));
             goto out;
         }
-        setvbuf(fp, NULL, _IOLBF, 0);
+        setvbuf(fp, NULL, _IOFBF, 65536); /* cl_log flushes (see CL_LOG_FLUSH_MS) */
         cl_log_set_stream(fp);
         if (opt.daemonize) {
             int nul = open("/dev/null", O_RDWR);
@@ -614,8 +681,8 @@ int main(int argc, char **argv)
         goto out;
     }
     atomic_store(&last_activity_ms, cl_time_now_ms());
-    if (opt.embedded)
-        idle_timer = virEventAddTimeout(CLOUDD_IDLE_CHECK_MS, on_idle_timer, NULL, NULL);
+    /* the housekeeping timer: buffered log lines out, embedded-mode exit check */
+    idle_timer = virEventAddTimeout(CLOUDD_IDLE_CHECK_MS, on_idle_timer, NULL, NULL);
     if (opt.pid_path) {
         FILE *fp = fopen(opt.pid_path, "w");
         if (fp) {
@@ -625,6 +692,7 @@ int main(int argc, char **argv)
     }
     cl_log(CL_LOG_INFO, "+start", "cloudd %s pid=%d socket=%s state=%s%s", CLOUDD_VERSION,
            (int)getpid(), opt.socket_path, opt.state_dir, opt.embedded ? " embedded" : "");
+    cl_log_flush();
     if (ready_pipe[1] >= 0) {
         char c = 'R';
         if (write(ready_pipe[1], &c, 1) < 0) {
@@ -645,6 +713,7 @@ int main(int argc, char **argv)
             usleep(10000);
     }
     cl_log(CL_LOG_INFO, "-stop", "cloudd exits");
+    cl_log_flush();
     rc = 0;
 
 out:
