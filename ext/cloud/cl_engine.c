@@ -611,7 +611,8 @@ static int remove_domain(run_t *r, const cl_dom_t *d, int host, const char *why,
     if (cl_virt_remove(h->virt, d->name, CL_DOMAIN_SHUTDOWN_GRACE_MS, err) < 0)
         return -1;
     change(r, "remove", d->slot, h->name);
-    if (d->disk[0] && cl_virt_vol_delete(h->virt, d->disk, err) < 0) {
+    if (d->disk[0] &&
+        cl_virt_vol_delete(h->virt, r->spec ? r->spec->disk_pool : NULL, d->disk, err) < 0) {
         progress(r, "-domain", d->slot, h->name, "removed domain %s (%s)", d->name, why);
         return -1;
     }

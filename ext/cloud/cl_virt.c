@@ -613,14 +613,37 @@ cleanup:
     return rc;
 }
 
-int cl_virt_vol_delete(cl_virt_t *v, const char *path, cl_err_t *err)
+int cl_virt_vol_delete(cl_virt_t *v, const char *pool, const char *path, cl_err_t *err)
 {
-    virStorageVolPtr sv;
+    virStorageVolPtr sv = NULL;
+    const char *base;
     int rc = 0;
 
     if (!path || !*path)
         return 0;
-    sv = virStorageVolLookupByPath(v->conn, path);
+    /*
+     * By pool and name first: a lookup by path walks every volume of every pool (quadratic
+     * over a teardown); the path check keeps an overlay that moved pools safe.
+     */
+    base = strrchr(path, '/');
+    if (pool && base) {
+        virStoragePoolPtr p = virStoragePoolLookupByName(v->conn, pool);
+        if (p) {
+            sv = virStorageVolLookupByName(p, base + 1);
+            if (sv) {
+                char *have = virStorageVolGetPath(sv);
+                if (!have || strcmp(have, path) != 0) {
+                    virStorageVolFree(sv);
+                    sv = NULL;
+                }
+                free(have);
+            }
+            virStoragePoolFree(p);
+        }
+        virResetLastError();
+    }
+    if (!sv)
+        sv = virStorageVolLookupByPath(v->conn, path);
     if (!sv) {
         virResetLastError();
         return 0;

@@ -81,8 +81,8 @@ int cl_virt_overlay(cl_virt_t *v, const char *pool, const char *vol, const char 
                     const char *fmt, char *path_out, size_t len, cl_err_t *err);
 /* Delete volume vol of pool if it exists (pool missing or no volume: not an error). */
 int cl_virt_vol_delete_by_name(cl_virt_t *v, const char *pool, const char *vol, cl_err_t *err);
-/* Delete a volume by path; a volume that does not exist is not an error. */
-int cl_virt_vol_delete(cl_virt_t *v, const char *path, cl_err_t *err);
+/* Delete a volume by path (looked for in pool first); one that does not exist is no error. */
+int cl_virt_vol_delete(cl_virt_t *v, const char *pool, const char *path, cl_err_t *err);
 /* Free memory of the host in KiB (0 if unknown). */
 unsigned long cl_virt_free_kib(cl_virt_t *v);
 
