@@ -1,7 +1,7 @@
 # @summary An AppScale default deployment whose servers are given as arrays instead of files.
 #
-# Writes the servers ips and images lists under `$dir` and declares the `appscale` resource that
-# reads them (after they are written).
+# Writes the servers ips and images lists under `$dir` (with `cloud::role_lists`) and declares the
+# `appscale` resource that reads them (after they are written).
 #
 # @param controller
 #   The controller VM: `[ip, image]`.
@@ -57,23 +57,20 @@ define appscale::cluster (
     undef   => "${cloud::confdir}/${title}",
     default => $dir,
   }
+  # the files cloud::role_lists writes (required below: a mismatch fails the compilation)
   $ips_file = "${_dir}/servers-ips.txt"
   $images_file = "${_dir}/servers-imgs.txt"
-  $header = "# Managed by Puppet (Appscale::Cluster[${title}]): one entry a line.\n"
 
   file { $_dir:
     ensure => directory,
     mode   => '0755',
   }
-  file { $ips_file:
-    ensure  => file,
-    mode    => '0644',
-    content => "${header}${join($server_ips, "\n")}\n",
-  }
-  file { $images_file:
-    ensure  => file,
-    mode    => '0644',
-    content => "${header}${join($server_images, "\n")}\n",
+  cloud::role_lists { "${_dir}/servers":
+    ips        => $server_ips,
+    images     => $server_images,
+    dir        => $_dir,
+    role       => 'servers',
+    managed_by => "Appscale::Cluster[${title}]",
   }
 
   appscale { $title:

@@ -1,7 +1,7 @@
 # @summary A torque cloud whose compute nodes are given as arrays instead of files.
 #
-# Writes the compute ips and images lists under `$dir` and declares the `torque` resource that
-# reads them (after they are written).
+# Writes the compute ips and images lists under `$dir` (with `cloud::role_lists`) and declares the
+# `torque` resource that reads them (after they are written).
 #
 # @param head
 #   The head node VM: `[ip, image]`.
@@ -52,23 +52,20 @@ define torque::cluster (
     undef   => "${cloud::confdir}/${title}",
     default => $dir,
   }
+  # the files cloud::role_lists writes (required below: a mismatch fails the compilation)
   $ips_file = "${_dir}/compute-ips.txt"
   $images_file = "${_dir}/compute-imgs.txt"
-  $header = "# Managed by Puppet (Torque::Cluster[${title}]): one entry a line.\n"
 
   file { $_dir:
     ensure => directory,
     mode   => '0755',
   }
-  file { $ips_file:
-    ensure  => file,
-    mode    => '0644',
-    content => "${header}${join($compute_ips, "\n")}\n",
-  }
-  file { $images_file:
-    ensure  => file,
-    mode    => '0644',
-    content => "${header}${join($compute_images, "\n")}\n",
+  cloud::role_lists { "${_dir}/compute":
+    ips        => $compute_ips,
+    images     => $compute_images,
+    dir        => $_dir,
+    role       => 'compute',
+    managed_by => "Torque::Cluster[${title}]",
   }
 
   torque { $title:

@@ -1,7 +1,7 @@
 # @summary A web cloud whose web servers are given as arrays instead of files.
 #
-# Writes the server ips and images lists under `$dir` and declares the `web` resource that
-# reads them (after they are written).
+# Writes the server ips and images lists under `$dir` (with `cloud::role_lists`) and declares the
+# `web` resource that reads them (after they are written).
 #
 # @param balancer
 #   The load balancer VM: `[ip, image]`.
@@ -53,23 +53,20 @@ define web::cluster (
     undef   => "${cloud::confdir}/${title}",
     default => $dir,
   }
+  # the files cloud::role_lists writes (required below: a mismatch fails the compilation)
   $ips_file = "${_dir}/server-ips.txt"
   $images_file = "${_dir}/server-imgs.txt"
-  $header = "# Managed by Puppet (Web::Cluster[${title}]): one entry a line.\n"
 
   file { $_dir:
     ensure => directory,
     mode   => '0755',
   }
-  file { $ips_file:
-    ensure  => file,
-    mode    => '0644',
-    content => "${header}${join($server_ips, "\n")}\n",
-  }
-  file { $images_file:
-    ensure  => file,
-    mode    => '0644',
-    content => "${header}${join($server_images, "\n")}\n",
+  cloud::role_lists { "${_dir}/server":
+    ips        => $server_ips,
+    images     => $server_images,
+    dir        => $_dir,
+    role       => 'server',
+    managed_by => "Web::Cluster[${title}]",
   }
 
   web { $title:
