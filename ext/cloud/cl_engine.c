@@ -604,11 +604,12 @@ static char *owner_xml(const run_t *r, const cl_slot_t *sl, const char *host, co
     return out;
 }
 
-static int remove_domain(run_t *r, const cl_dom_t *d, int host, const char *why, cl_err_t *err)
+static int remove_domain(run_t *r, const cl_dom_t *d, int host, const char *why, unsigned grace_ms,
+                         cl_err_t *err)
 {
     host_view_t *h = &r->hosts[host];
 
-    if (cl_virt_remove(h->virt, d->name, CL_DOMAIN_SHUTDOWN_GRACE_MS, err) < 0)
+    if (cl_virt_remove(h->virt, d->name, grace_ms, err) < 0)
         return -1;
     change(r, "remove", d->slot, h->name);
     if (d->disk[0] &&
@@ -911,7 +912,8 @@ int cl_engine_apply(cl_engine_t *e, const cl_spec_t *spec, int noop, cl_progress
     }
     /* Domains of the cloud that no slot wants (or duplicates): removed first. */
     for (i = 0; i < nx; i++)
-        if (remove_domain(&r, &r.doms.v[x[i].dom], r.dom_host[x[i].dom], x[i].why, err) < 0)
+        if (remove_domain(&r, &r.doms.v[x[i].dom], r.dom_host[x[i].dom], x[i].why,
+                          CL_DOMAIN_SHUTDOWN_GRACE_MS, err) < 0)
             goto cleanup;
     /* Identities taken by this cloud's kept domains (a recreated slot keeps its own). */
     for (i = 0; i < spec->nslots; i++)
@@ -936,7 +938,8 @@ int cl_engine_apply(cl_engine_t *e, const cl_spec_t *spec, int noop, cl_progress
             break;
         case ACT_RECREATE: {
             const cl_dom_t *d = &r.doms.v[p[i].dom];
-            if (remove_domain(&r, d, r.dom_host[p[i].dom], "its definition changed", err) < 0)
+            if (remove_domain(&r, d, r.dom_host[p[i].dom], "its definition changed",
+                              CL_DOMAIN_SHUTDOWN_GRACE_MS, err) < 0)
                 goto cleanup;
             /* the slot keeps its host (its memory is already counted there) */
             if (create_domain(&r, &p[i], &ours, err) < 0)
@@ -1076,11 +1079,24 @@ int cl_engine_stop(cl_engine_t *e, const char *name, const cl_spec_t *given, int
      * even when the stop manifest declares only the pool.
      */
     top = (int)(stored ? stored->nroles : s->nroles);
-    for (; top >= -1; top--)
+    for (; top >= -1; top--) {
+        /*
+         * The VMs of one role shut down together: each is asked (ACPI) at once, then each gets
+         * what is left of one grace period, so a role costs one grace at most, not one a VM.
+         */
+        uint64_t deadline = cl_time_now_ms() + CL_DOMAIN_SHUTDOWN_GRACE_MS;
         for (i = 0; i < r.doms.n; i++)
-            if (dom_rank(stored ? stored : s, &r.doms.v[i]) == top &&
-                remove_domain(&r, &r.doms.v[i], r.dom_host[i], "cloud stopped", err) < 0)
+            if (dom_rank(stored ? stored : s, &r.doms.v[i]) == top)
+                cl_virt_shutdown_request(r.hosts[r.dom_host[i]].virt, r.doms.v[i].name);
+        for (i = 0; i < r.doms.n; i++) {
+            uint64_t now = cl_time_now_ms();
+            if (dom_rank(stored ? stored : s, &r.doms.v[i]) != top)
+                continue;
+            if (remove_domain(&r, &r.doms.v[i], r.dom_host[i], "cloud stopped",
+                              now < deadline ? (unsigned)(deadline - now) : 0, err) < 0)
                 goto cleanup;
+        }
+    }
     /* Overlays of slots whose domain was never defined (an interrupted run). */
     for (i = 0; stored && i < stored->nslots; i++) {
         size_t j;

@@ -437,6 +437,21 @@ int cl_virt_state(cl_virt_t *v, const char *name, cl_err_t *err)
     return rc;
 }
 
+void cl_virt_shutdown_request(cl_virt_t *v, const char *name)
+{
+    virDomainPtr d;
+
+    if (v->is_test)
+        return;
+    d = virDomainLookupByName(v->conn, name);
+    if (d) {
+        if (virDomainIsActive(d) == 1)
+            virDomainShutdown(d);
+        virDomainFree(d);
+    }
+    virResetLastError();
+}
+
 int cl_virt_remove(cl_virt_t *v, const char *name, unsigned grace_ms, cl_err_t *err)
 {
     virDomainPtr d = virDomainLookupByName(v->conn, name);

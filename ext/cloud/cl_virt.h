@@ -67,7 +67,12 @@ int cl_virt_scan(cl_virt_t *v, const char *cloud, cl_dom_list_t *owned, cl_idset
                  cl_err_t *err);
 int cl_virt_define(cl_virt_t *v, const char *name, const char *xml, cl_err_t *err);
 int cl_virt_start(cl_virt_t *v, const char *name, cl_err_t *err);
-/* Shut down (ACPI, then destroy after grace_ms; destroy at once on the test driver), undefine. */
+/* Ask a running domain to shut down (ACPI) and return at once; nothing on the test driver. */
+void cl_virt_shutdown_request(cl_virt_t *v, const char *name);
+/*
+ * Shut down (ACPI, then destroy after grace_ms; destroy at once on the test driver or when
+ * grace_ms is 0), undefine.
+ */
 int cl_virt_remove(cl_virt_t *v, const char *name, unsigned grace_ms, cl_err_t *err);
 /* State of a domain by name (CL_DOM_MISSING if none). */
 int cl_virt_state(cl_virt_t *v, const char *name, cl_err_t *err);
