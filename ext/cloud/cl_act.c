@@ -1,0 +1,365 @@
+/*
+ * cl_act: the plan of a run (what each slot needs: nothing, start, create, recreate; which
+ * domains go; where new ones are placed) and the actions that carry it out: identities, the
+ * per-slot overlay, the rendered definition with its ownership metadata, removal.
+ */
+#include "cl_run.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cl_ident.h"
+#include "cl_log.h"
+#include "cl_place.h"
+#include "cl_time.h"
+#include "cl_timeouts.h"
+#include "cl_tmpl.h"
+
+/* ========================================================================================== */
+/* Planning                                                                                   */
+/* ========================================================================================== */
+
+const char *const cl_act_names[] = {"none", "start", "create", "recreate"};
+
+/* Hash of everything that shapes a slot's definition: a change means redefining it. */
+static void config_hash(const cl_spec_t *s, const cl_slot_t *sl, char out[20])
+{
+    char head[1024];
+    uint64_t h;
+    size_t i;
+
+    snprintf(head, sizeof(head), "%lu|%u|%s|%s|%s|%s|", s->vm_mem_kib, s->vm_ncpu, sl->image,
+             sl->ip, s->image_format, s->mac_start ? s->mac_start : "");
+    h = cl_ident_hash(head, 1);
+    for (i = 0; i < sl->nroles; i++)
+        h ^= cl_ident_hash(sl->roles[i], h);
+    h ^= cl_ident_hash(s->tmpl ? s->tmpl : "", h);
+    snprintf(out, 20, "%016llx", (unsigned long long)h);
+}
+
+static int slot_rank(const cl_spec_t *s, const cl_slot_t *sl)
+{
+    size_t i, j;
+
+    for (i = 0; i < s->nroles; i++)
+        for (j = 0; j < sl->nroles; j++)
+            if (strcmp(s->roles[i].name, sl->roles[j]) == 0)
+                return (int)i;
+    return (int)s->nroles;
+}
+
+static int cmp_rank(const void *a, const void *b)
+{
+    const cl_slot_plan_t *x = a, *y = b;
+
+    if (x->rank != y->rank)
+        return x->rank - y->rank;
+    return (int)x->slot - (int)y->slot;
+}
+
+/*
+ * Decide, for every slot, what to do; list domains to remove.  Placement of new slots is
+ * computed here (cl_place), so --noop shows where each VM would go.
+ */
+int cl_run_plan(cl_run_t *r, cl_slot_plan_t **out, cl_extra_t **extras, size_t *nextra,
+                cl_err_t *err)
+{
+    const cl_spec_t *s = r->spec;
+    cl_slot_plan_t *p = calloc(s->nslots + 1, sizeof(*p));
+    cl_extra_t *x = calloc(r->doms.n + 1, sizeof(*x));
+    cl_place_host_t *ph = calloc(r->nhosts + 1, sizeof(*ph));
+    cl_place_slot_t *ps = calloc(s->nslots + 1, sizeof(*ps));
+    int *used = calloc(r->doms.n + 1, sizeof(*used));
+    size_t i, k, nx = 0;
+    int rc = -1;
+
+    if (!p || !x || !ph || !ps || !used) {
+        cl_err_set(err, CL_ERR_SYS, 0, NULL, "plan", "out of memory");
+        goto cleanup;
+    }
+    for (i = 0; i < s->nslots; i++) {
+        const cl_slot_t *sl = &s->slots[i];
+        int keep = -1;
+
+        p[i].slot = i;
+        p[i].dom = -1;
+        p[i].host = -1;
+        p[i].rank = slot_rank(s, sl);
+        config_hash(s, sl, p[i].config);
+        /* The slot's domains: keep one (running first), the others are duplicates. */
+        for (k = 0; k < r->doms.n; k++) {
+            if (strcmp(r->doms.v[k].slot, sl->name) != 0)
+                continue;
+            used[k] = 1;
+            if (keep < 0 ||
+                (r->doms.v[k].state == CL_DOM_RUNNING && r->doms.v[keep].state != CL_DOM_RUNNING)) {
+                if (keep >= 0) {
+                    x[nx].dom = keep;
+                    x[nx++].why = "duplicate";
+                }
+                keep = (int)k;
+            } else {
+                x[nx].dom = (int)k;
+                x[nx++].why = "duplicate";
+            }
+        }
+        if (keep < 0) {
+            p[i].act = CL_ACT_CREATE;
+        } else {
+            p[i].dom = keep;
+            p[i].host = r->dom_host[keep];
+            if (strcmp(r->doms.v[keep].config, p[i].config) != 0 ||
+                strcmp(r->doms.v[keep].name, sl->name) != 0)
+                p[i].act = CL_ACT_RECREATE;
+            else if (r->doms.v[keep].state != CL_DOM_RUNNING)
+                p[i].act = CL_ACT_START;
+            else
+                p[i].act = CL_ACT_NONE;
+        }
+        ps[i].name = sl->name;
+        ps[i].role = sl->roles[0];
+        ps[i].mem_kib = cl_spec_slot_mem_kib(s, i);
+        ps[i].host = p[i].act == CL_ACT_CREATE ? -1 : p[i].host;
+    }
+    for (k = 0; k < r->doms.n; k++)
+        if (!used[k]) {
+            x[nx].dom = (int)k;
+            x[nx++].why = "no longer declared";
+        }
+    for (i = 0; i < r->nhosts; i++) {
+        ph[i].name = r->hosts[i].name;
+        ph[i].alive = r->hosts[i].virt != NULL;
+        ph[i].free_kib = r->hosts[i].free_kib;
+        /* Slots that will be recreated in place free their memory first. */
+    }
+    if (cl_place_compute(ph, r->nhosts, ps, s->nslots, err) < 0)
+        goto cleanup;
+    for (i = 0; i < s->nslots; i++)
+        p[i].host = ps[i].host;
+    qsort(p, s->nslots, sizeof(*p), cmp_rank);
+    *out = p;
+    *extras = x;
+    *nextra = nx;
+    p = NULL;
+    x = NULL;
+    rc = 0;
+
+cleanup:
+    free(p);
+    free(x);
+    free(ph);
+    free(ps);
+    free(used);
+    return rc;
+}
+
+json_object *cl_run_plan_json(const cl_run_t *r, const cl_slot_plan_t *p, const cl_extra_t *x,
+                              size_t nx)
+{
+    json_object *arr = json_object_new_array();
+    size_t i, j;
+
+    for (i = 0; i < r->spec->nslots; i++) {
+        const cl_slot_t *sl = &r->spec->slots[p[i].slot];
+        json_object *o, *roles;
+        if (p[i].act == CL_ACT_NONE)
+            continue;
+        o = json_object_new_object();
+        roles = json_object_new_array();
+        for (j = 0; j < sl->nroles; j++)
+            json_object_array_add(roles, json_object_new_string(sl->roles[j]));
+        json_object_object_add(o, "action", json_object_new_string(cl_act_names[p[i].act]));
+        json_object_object_add(o, "slot", json_object_new_string(sl->name));
+        json_object_object_add(o, "domain", json_object_new_string(sl->name));
+        json_object_object_add(o, "host", json_object_new_string(r->hosts[p[i].host].name));
+        json_object_object_add(o, "ip", json_object_new_string(sl->ip));
+        json_object_object_add(o, "roles", roles);
+        json_object_array_add(arr, o);
+    }
+    for (i = 0; i < nx; i++) {
+        const cl_dom_t *d = &r->doms.v[x[i].dom];
+        json_object *o = json_object_new_object();
+        json_object_object_add(o, "action", json_object_new_string("remove"));
+        json_object_object_add(o, "slot", json_object_new_string(d->slot));
+        json_object_object_add(o, "domain", json_object_new_string(d->name));
+        json_object_object_add(o, "host",
+                               json_object_new_string(r->hosts[r->dom_host[x[i].dom]].name));
+        json_object_object_add(o, "reason", json_object_new_string(x[i].why));
+        json_object_array_add(arr, o);
+    }
+    return arr;
+}
+
+/* ========================================================================================== */
+/* Acting                                                                                     */
+/* ========================================================================================== */
+
+/* A UUID and MAC for a new slot that no other domain (nor another slot) uses. */
+static int pick_identity(cl_run_t *r, size_t slot_idx, cl_idset_t *ours, char uuid[37],
+                         char mac[18], cl_err_t *err)
+{
+    const cl_spec_t *s = r->spec;
+    const cl_slot_t *sl = &s->slots[slot_idx];
+    unsigned salt;
+
+    for (salt = 0;; salt++) {
+        cl_ident_uuid(s->name, sl->name, salt, uuid);
+        if (!cl_idset_has(&r->foreign, uuid) && !cl_idset_has(ours, uuid))
+            break;
+        if (salt > 1000)
+            return cl_err_set(err, CL_ERR_STATE, 0, NULL, "derive UUID", "no free UUID for %s",
+                              sl->name);
+    }
+    if (s->mac_start) {
+        /*
+         * Slot i gets start + i, unless a running VM of this cloud holds that address (slots
+         * were declared before it since it was made): then the next one none of them holds.
+         */
+        unsigned long off = slot_idx;
+        do {
+            if (cl_ident_mac_offset(s->mac_start, off++, mac, err) < 0)
+                return -1;
+        } while (cl_idset_has(ours, mac));
+        if (cl_idset_has(&r->foreign, mac))
+            return cl_err_set(err, CL_ERR_SPEC, 0, NULL, "derive MAC",
+                              "starting_mac_address: %s (for %s) is already used by another "
+                              "domain on the pool's hosts",
+                              mac, sl->name);
+    } else {
+        for (salt = 0;; salt++) {
+            cl_ident_mac_derived(s->name, sl->name, salt, mac);
+            if (!cl_idset_has(&r->foreign, mac) && !cl_idset_has(ours, mac))
+                break;
+            if (salt > 1000)
+                return cl_err_set(err, CL_ERR_STATE, 0, NULL, "derive MAC", "no free MAC for %s",
+                                  sl->name);
+        }
+    }
+    cl_idset_add(ours, uuid);
+    cl_idset_add(ours, mac);
+    return 0;
+}
+
+static char *owner_xml(const cl_run_t *r, const cl_slot_t *sl, const char *host, const char *disk,
+                       const char *config, const char *mac)
+{
+    char *ec = cl_tmpl_escape(r->name), *es = cl_tmpl_escape(sl->name),
+         *er = cl_tmpl_escape(sl->roles[0]), *ei = cl_tmpl_escape(sl->ip),
+         *eh = cl_tmpl_escape(host), *eimg = cl_tmpl_escape(sl->image), *ed = cl_tmpl_escape(disk);
+    char *out = NULL;
+    size_t n;
+
+    if (ec && es && er && ei && eh && eimg && ed) {
+        n = strlen(ec) + strlen(es) + strlen(er) + strlen(ei) + strlen(eh) + strlen(eimg) +
+            strlen(ed) + 400;
+        out = malloc(n);
+        if (out)
+            snprintf(out, n,
+                     "<" CL_META_PREFIX ":owner xmlns:" CL_META_PREFIX "=\"" CL_META_URI "\" "
+                     "cloud=\"%s\" slot=\"%s\" role=\"%s\" index=\"%d\" ip=\"%s\" host=\"%s\" "
+                     "image=\"%s\" disk=\"%s\" config=\"%s\" epoch=\"%lu\" mac=\"%s\"/>",
+                     ec, es, er, sl->index, ei, eh, eimg, ed, config, r->epoch, mac);
+    }
+    free(ec);
+    free(es);
+    free(er);
+    free(ei);
+    free(eh);
+    free(eimg);
+    free(ed);
+    return out;
+}
+
+int cl_run_remove(cl_run_t *r, const cl_dom_t *d, int host, const char *why, unsigned grace_ms,
+                  cl_err_t *err)
+{
+    cl_host_view_t *h = &r->hosts[host];
+
+    if (cl_virt_remove(h->virt, d->name, grace_ms, err) < 0)
+        return -1;
+    cl_run_change(r, "remove", d->slot, h->name);
+    if (d->disk[0] &&
+        cl_virt_vol_delete(h->virt, r->spec ? r->spec->disk_pool : NULL, d->disk, err) < 0) {
+        cl_run_progress(r, "-domain", d->slot, h->name, "removed domain %s (%s)", d->name, why);
+        return -1;
+    }
+    /* one event per slot: the domain and the disk made for it go together */
+    cl_run_progress(r, "-domain", d->slot, h->name, "removed domain %s (%s)%s%s", d->name, why,
+                    d->disk[0] ? " and deleted its disk " : "", d->disk);
+    cl_run_flush(r, h);
+    return 0;
+}
+
+int cl_run_create(cl_run_t *r, const cl_slot_plan_t *p, cl_idset_t *ours, cl_err_t *err)
+{
+    const cl_spec_t *s = r->spec;
+    const cl_slot_t *sl = &s->slots[p->slot];
+    cl_host_view_t *h = &r->hosts[p->host];
+    char uuid[37], mac[18], disk[512], vol[CL_DOMNAME_MAX + 8], roles[512];
+    char *meta = NULL, *xml = NULL;
+    cl_tmpl_vars_t vars;
+    size_t i, off = 0;
+    int rc = -1;
+
+    if (cl_idset_has(&r->foreign, sl->name))
+        return cl_err_set(err, CL_ERR_VIRT, 0, h->name, "define",
+                          "a domain named %s already exists on %s and does not belong to cloud "
+                          "%s: rename that domain or this cloud",
+                          sl->name, h->name, s->name);
+    if (pick_identity(r, p->slot, ours, uuid, mac, err) < 0)
+        return -1;
+    /* The base image is never written: each slot boots a copy-on-write overlay of its own. */
+    if (!h->pool_ready) {
+        if (cl_virt_pool_ensure(h->virt, s->disk_pool, s->disk_pool_path, err) < 0)
+            return -1;
+        h->pool_ready = 1;
+    }
+    snprintf(vol, sizeof(vol), "%s.qcow2", sl->name);
+    if (cl_virt_overlay(h->virt, s->disk_pool, vol, sl->image, s->image_format, disk, sizeof(disk),
+                        err) < 0)
+        return -1;
+    cl_run_progress(r, "+disk", sl->name, h->name, "overlay %s on %s", disk, sl->image);
+    roles[0] = '\0';
+    for (i = 0; i < sl->nroles; i++)
+        off += (size_t)snprintf(roles + off, off < sizeof(roles) ? sizeof(roles) - off : 0, "%s%s",
+                                i ? "," : "", sl->roles[i]);
+    memset(&vars, 0, sizeof(vars));
+    vars.name = vars.slot = sl->name;
+    vars.uuid = uuid;
+    vars.mac = mac;
+    vars.disk = disk;
+    vars.image = sl->image;
+    vars.ip = sl->ip;
+    vars.role = sl->roles[0];
+    vars.roles = roles;
+    vars.cloud = s->name;
+    vars.host = h->name;
+    vars.memory = cl_spec_slot_mem_kib(s, p->slot);
+    vars.vcpus = s->vm_ncpu;
+    vars.index = sl->index;
+    meta = owner_xml(r, sl, h->name, disk, p->config, mac);
+    if (!meta) {
+        cl_err_set(err, CL_ERR_SYS, 0, h->name, "define", "out of memory");
+        goto cleanup;
+    }
+    xml = cl_tmpl_render(s->tmpl, &vars, meta, err);
+    if (!xml)
+        goto cleanup;
+    if (cl_virt_define(h->virt, sl->name, xml, err) < 0)
+        goto cleanup;
+    cl_run_progress(r, "+define", sl->name, h->name, "defined %s (uuid %s, mac %s, ip %s)",
+                    sl->name, uuid, mac, sl->ip);
+    if (cl_virt_start(h->virt, sl->name, err) < 0)
+        goto cleanup;
+    cl_run_progress(r, "+start", sl->name, h->name, "started %s", sl->name);
+    cl_run_change(r, "create", sl->name, h->name);
+    cl_run_flush(r, h);
+    rc = 0;
+
+cleanup:
+    free(meta);
+    free(xml);
+    return rc;
+}

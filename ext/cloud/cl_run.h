@@ -1,0 +1,77 @@
+/*
+ * cl_run: the internals of one engine run (cl_engine.c): the pool's hosts and the cloud's
+ * domains found on them (cl_run.c), the plan and the actions that carry it out (cl_act.c), and
+ * the status document.  Not an API: only the engine's files include it.
+ */
+#ifndef CL_RUN_H
+#define CL_RUN_H
+
+#include <json-c/json.h>
+#include <stddef.h>
+
+#include "cl_engine.h"
+#include "cl_virt.h"
+
+/* The cached connection for uri, (re)opened if needed; owned by the engine's cache. */
+cl_virt_t *cl_engine_conn(cl_engine_t *e, const char *uri, const char *host, cl_err_t *err);
+
+typedef struct host_view {
+    const char *name;
+    cl_virt_t *virt; /* NULL: unreachable */
+    int primary;     /* first host using this connection: scanned once */
+    int pool_ready;
+    unsigned long free_kib;
+} cl_host_view_t;
+
+typedef struct run {
+    cl_engine_t *e;
+    const cl_spec_t *spec;
+    const char *name;
+    cl_host_view_t *hosts;
+    size_t nhosts;
+    cl_dom_list_t doms; /* the cloud's domains on every host */
+    int *dom_host;      /* host index of each domain */
+    cl_idset_t foreign; /* identities used by other domains */
+    cl_progress_fn fn;
+    void *ud;
+    json_object *changes; /* array */
+    int changed;
+    unsigned long epoch;
+} cl_run_t;
+
+enum cl_slot_action { CL_ACT_NONE, CL_ACT_START, CL_ACT_CREATE, CL_ACT_RECREATE };
+
+extern const char *const cl_act_names[];
+
+typedef struct slot_plan {
+    size_t slot; /* index into spec->slots */
+    int dom;     /* index into run.doms of the domain kept, or -1 */
+    int host;    /* where it runs / will run */
+    enum cl_slot_action act;
+    char config[20];
+    int rank; /* dependency rank: earliest role */
+} cl_slot_plan_t;
+
+typedef struct extra {
+    int dom; /* domain to remove: slot gone, or duplicate */
+    const char *why;
+} cl_extra_t;
+
+void cl_run_progress(cl_run_t *r, const char *event, const char *slot, const char *host,
+                     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+void cl_run_flush(cl_run_t *r, const cl_host_view_t *h);
+void cl_run_change(cl_run_t *r, const char *action, const char *slot, const char *host);
+void cl_run_free(cl_run_t *r);
+int cl_run_connect(cl_run_t *r, const char *hypervisor, const char *const *pool, size_t npool,
+                   cl_err_t *err);
+int cl_run_observe(cl_run_t *r, int want_foreign, cl_err_t *err);
+int cl_run_plan(cl_run_t *r, cl_slot_plan_t **out, cl_extra_t **extras, size_t *nextra,
+                cl_err_t *err);
+json_object *cl_run_plan_json(const cl_run_t *r, const cl_slot_plan_t *p, const cl_extra_t *x,
+                              size_t nx);
+int cl_run_remove(cl_run_t *r, const cl_dom_t *d, int host, const char *why, unsigned grace_ms,
+                  cl_err_t *err);
+int cl_run_create(cl_run_t *r, const cl_slot_plan_t *p, cl_idset_t *ours, cl_err_t *err);
+json_object *cl_run_status(cl_run_t *r, json_object *state);
+
+#endif
