@@ -6,10 +6,10 @@ require 'mkmf'
 
 src = File.expand_path('ext/cloud', __dir__)
 
-%w[libvirt json-c libssh2].each do |pkg|
+%w[libvirt json-c libssh2 libcrypto].each do |pkg|
   next if pkg_config(pkg)
 
-  abort "extconf.rb: pkg-config cannot find #{pkg}: apt-get install libvirt-dev libjson-c-dev libssh2-1-dev"
+  abort "extconf.rb: pkg-config cannot find #{pkg}: apt-get install libvirt-dev libjson-c-dev libssh2-1-dev libssl-dev"
 end
 
 $CFLAGS << ' -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers'

@@ -13,4 +13,11 @@
 #define CL_DOMAIN_SHUTDOWN_POLL_MS 100
 #define CL_CTL_MAX_LINE (16u * 1024u * 1024u) /* longest control line accepted */
 
+/* Election (doc/ELECTION.md): defaults of cl_bully_config_t, overridable per daemon and cloud. */
+#define CL_BULLY_HB_INTERVAL_MS 50    /* leader's heartbeat period */
+#define CL_BULLY_HB_TIMEOUT_MS 250    /* no heartbeat for this long: the leader is gone */
+#define CL_BULLY_ANSWER_TIMEOUT_MS 60 /* no ANSWER to ELECTION within this: won */
+#define CL_BULLY_COORD_TIMEOUT_MS 200 /* ANSWER but no COORDINATOR within this: elect again */
+#define CL_BULLY_QUORUM_WINDOW_MS 250 /* an ack keeps the leader acting for this long */
+
 #endif

@@ -1,9 +1,9 @@
 # core.mk: builds cloudd, cloudctl and the C unit tests from the C core (no Ruby).
-# Run from the repository root: make -f ext/cloud/core.mk [all|test|clean]
+# Run from the repository root: make -f ext/cloud/core.mk [all|test|clean|fuzz]
 # (the Ruby extension itself is built by extconf.rb; `rake compile` runs both)
 
 CC      ?= cc
-PKGS    := libvirt json-c libssh2
+PKGS    := libvirt json-c libssh2 libcrypto
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter \
            -Wno-missing-field-initializers -Iext/cloud $(shell pkg-config --cflags $(PKGS))
@@ -48,4 +48,35 @@ test: $(TESTS)
 clean:
 	rm -rf build/core build/test bin/cloudd bin/cloudctl
 
-.PHONY: all test tests clean
+# Fuzzing cl_msg_decode with libFuzzer (clang): builds the target and a seed corpus (genuine
+# messages and near misses) under build/fuzz, then runs for FUZZ_SECONDS; fails on a crash.
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 20
+FUZZ_PKGS    := json-c libcrypto
+FUZZ_SRCS    := test/fuzz/fuzz_msg.c ext/cloud/cl_msg.c ext/cloud/cl_err.c
+FUZZ_CFLAGS  := -g -O1 -std=gnu11 -D_GNU_SOURCE -Iext/cloud \
+                $(shell pkg-config --cflags $(FUZZ_PKGS)) \
+                -fsanitize=address,undefined -fno-sanitize-recover=all
+FUZZ_LIBS    := $(shell pkg-config --libs $(FUZZ_PKGS))
+
+build/fuzz/fuzz_msg: $(FUZZ_SRCS) $(HDRS)
+	@mkdir -p build/fuzz
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $(FUZZ_SRCS) $(FUZZ_LIBS)
+
+build/fuzz/fuzz_msg_seeds: $(FUZZ_SRCS) $(HDRS)
+	@mkdir -p build/fuzz
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -DFUZZ_MSG_SEEDS -o $@ $(FUZZ_SRCS) $(FUZZ_LIBS)
+
+build/fuzz/seeds/.stamp: build/fuzz/fuzz_msg_seeds
+	rm -rf build/fuzz/seeds
+	@mkdir -p build/fuzz/seeds
+	./build/fuzz/fuzz_msg_seeds build/fuzz/seeds
+	@touch $@
+
+fuzz: build/fuzz/fuzz_msg build/fuzz/seeds/.stamp
+	@mkdir -p build/fuzz/corpus
+	./build/fuzz/fuzz_msg -max_total_time=$(FUZZ_SECONDS) -max_len=1400 -timeout=10 \
+	  -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix=build/fuzz/ \
+	  build/fuzz/corpus build/fuzz/seeds
+
+.PHONY: all test tests clean fuzz
