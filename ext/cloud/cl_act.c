@@ -130,7 +130,7 @@ int cl_run_plan(cl_run_t *r, cl_slot_plan_t **out, cl_extra_t **extras, size_t *
         }
     for (i = 0; i < r->nhosts; i++) {
         ph[i].name = r->hosts[i].name;
-        ph[i].alive = r->hosts[i].virt != NULL;
+        ph[i].alive = r->hosts[i].host != NULL;
         ph[i].free_kib = r->hosts[i].free_kib;
         /* Slots that will be recreated in place free their memory first. */
     }
@@ -277,11 +277,11 @@ int cl_run_remove(cl_run_t *r, const cl_dom_t *d, int host, const char *why, uns
 {
     cl_host_view_t *h = &r->hosts[host];
 
-    if (cl_virt_remove(h->virt, d->name, grace_ms, err) < 0)
+    if (cl_host_remove(h->host, r->epoch, d->name, grace_ms, err) < 0)
         return -1;
     cl_run_change(r, "remove", d->slot, h->name);
-    if (d->disk[0] &&
-        cl_virt_vol_delete(h->virt, r->spec ? r->spec->disk_pool : NULL, d->disk, err) < 0) {
+    if (d->disk[0] && cl_host_vol_delete(h->host, r->epoch, r->spec ? r->spec->disk_pool : NULL,
+                                         d->disk, err) < 0) {
         cl_run_progress(r, "-domain", d->slot, h->name, "removed domain %s (%s)", d->name, why);
         return -1;
     }
@@ -312,13 +312,13 @@ int cl_run_create(cl_run_t *r, const cl_slot_plan_t *p, cl_idset_t *ours, cl_err
         return -1;
     /* The base image is never written: each slot boots a copy-on-write overlay of its own. */
     if (!h->pool_ready) {
-        if (cl_virt_pool_ensure(h->virt, s->disk_pool, s->disk_pool_path, err) < 0)
+        if (cl_host_pool_ensure(h->host, r->epoch, s->disk_pool, s->disk_pool_path, err) < 0)
             return -1;
         h->pool_ready = 1;
     }
     snprintf(vol, sizeof(vol), "%s.qcow2", sl->name);
-    if (cl_virt_overlay(h->virt, s->disk_pool, vol, sl->image, s->image_format, disk, sizeof(disk),
-                        err) < 0)
+    if (cl_host_overlay(h->host, r->epoch, s->disk_pool, vol, sl->image, s->image_format, disk,
+                        sizeof(disk), err) < 0)
         return -1;
     cl_run_progress(r, "+disk", sl->name, h->name, "overlay %s on %s", disk, sl->image);
     roles[0] = '\0';
@@ -347,11 +347,11 @@ int cl_run_create(cl_run_t *r, const cl_slot_plan_t *p, cl_idset_t *ours, cl_err
     xml = cl_tmpl_render(s->tmpl, &vars, meta, err);
     if (!xml)
         goto cleanup;
-    if (cl_virt_define(h->virt, sl->name, xml, err) < 0)
+    if (cl_host_define(h->host, r->epoch, sl->name, xml, err) < 0)
         goto cleanup;
     cl_run_progress(r, "+define", sl->name, h->name, "defined %s (uuid %s, mac %s, ip %s)",
                     sl->name, uuid, mac, sl->ip);
-    if (cl_virt_start(h->virt, sl->name, err) < 0)
+    if (cl_host_start(h->host, r->epoch, sl->name, err) < 0)
         goto cleanup;
     cl_run_progress(r, "+start", sl->name, h->name, "started %s", sl->name);
     cl_run_change(r, "create", sl->name, h->name);

@@ -296,7 +296,7 @@ int cl_engine_apply(cl_engine_t *e, const cl_spec_t *spec, int noop, cl_progress
         switch (p[i].act) {
         case CL_ACT_NONE: break;
         case CL_ACT_START:
-            if (cl_virt_start(h->virt, r.doms.v[p[i].dom].name, err) < 0)
+            if (cl_host_start(h->host, r.epoch, r.doms.v[p[i].dom].name, err) < 0)
                 goto cleanup;
             cl_run_progress(&r, "+start", sl->name, h->name, "started %s (it was %s)", sl->name,
                             cl_dom_state_name(r.doms.v[p[i].dom].state));
@@ -326,7 +326,7 @@ int cl_engine_apply(cl_engine_t *e, const cl_spec_t *spec, int noop, cl_progress
             continue;
         cl_run_progress(
             &r, "~roles-skipped", sl->name, r.hosts[p[i].host].name,
-            cl_virt_is_test(r.hosts[p[i].host].virt)
+            cl_host_is_test(r.hosts[p[i].host].host)
                 ? "role setup skipped: the test driver has no guests"
                 : "role setup skipped: guest configuration over SSH is not available yet");
     }
@@ -456,7 +456,7 @@ int cl_engine_stop(cl_engine_t *e, const char *name, const cl_spec_t *given, int
         uint64_t deadline = cl_time_now_ms() + CL_DOMAIN_SHUTDOWN_GRACE_MS;
         for (i = 0; i < r.doms.n; i++)
             if (dom_rank(stored ? stored : s, &r.doms.v[i]) == top)
-                cl_virt_shutdown_request(r.hosts[r.dom_host[i]].virt, r.doms.v[i].name);
+                cl_host_shutdown_request(r.hosts[r.dom_host[i]].host, r.epoch, r.doms.v[i].name);
         for (i = 0; i < r.doms.n; i++) {
             uint64_t now = cl_time_now_ms();
             if (dom_rank(stored ? stored : s, &r.doms.v[i]) != top)
@@ -475,11 +475,12 @@ int cl_engine_stop(cl_engine_t *e, const char *name, const cl_spec_t *given, int
         if (seen)
             continue; /* its disk went with its domain */
         for (k = 0; k < r.nhosts; k++) {
+            cl_host_t *h = r.hosts[k].host;
             char vol[CL_DOMNAME_MAX + 8];
-            if (!r.hosts[k].virt || !r.hosts[k].primary)
+            if (!h || !r.hosts[k].primary)
                 continue;
             snprintf(vol, sizeof(vol), "%s.qcow2", stored->slots[i].name);
-            if (cl_virt_vol_delete_by_name(r.hosts[k].virt, stored->disk_pool, vol, err) < 0)
+            if (cl_host_vol_delete_by_name(h, r.epoch, stored->disk_pool, vol, err) < 0)
                 goto cleanup;
         }
     }

@@ -53,7 +53,7 @@ void cl_run_progress(cl_run_t *r, const char *event, const char *slot, const cha
  */
 void cl_run_flush(cl_run_t *r, const cl_host_view_t *h)
 {
-    if (r->fn && (!h || !h->virt || !cl_virt_is_test(h->virt)))
+    if (r->fn && (!h || !h->host || !cl_host_is_test(h->host)))
         r->fn(r->ud, NULL);
 }
 
@@ -71,6 +71,10 @@ void cl_run_change(cl_run_t *r, const char *action, const char *slot, const char
 
 void cl_run_free(cl_run_t *r)
 {
+    size_t i;
+
+    for (i = 0; r->hosts && i < r->nhosts; i++)
+        cl_host_free(r->hosts[i].host);
     free(r->hosts);
     free(r->dom_host);
     cl_dom_list_free(&r->doms);
@@ -78,7 +82,16 @@ void cl_run_free(cl_run_t *r)
     json_object_put(r->changes);
 }
 
-/* Connect to every pool host; unreachable hosts are marked, not fatal (placement skips them). */
+/* Hosts that see the same domains (pool entries sharing one hypervisor connection). */
+static int same_backend(const cl_host_view_t *a, const cl_host_view_t *b)
+{
+    return a->host && b->host && cl_host_same_backend(a->host, b->host);
+}
+
+/*
+ * Connect to every pool host (through the engine's connection cache) and make a cl_host_t of
+ * each; unreachable hosts are marked, not fatal (placement skips them).
+ */
 int cl_run_connect(cl_run_t *r, const char *hypervisor, const char *const *pool, size_t npool,
                    cl_err_t *err)
 {
@@ -95,26 +108,30 @@ int cl_run_connect(cl_run_t *r, const char *hypervisor, const char *const *pool,
         char *uri = cl_spec_uri_for(hypervisor, pool[i]);
         cl_err_t e1;
         cl_host_view_t *h = &r->hosts[i];
+        cl_virt_t *v;
 
         h->name = pool[i];
         cl_err_clear(&e1);
         if (!uri)
             return cl_err_set(err, CL_ERR_SYS, 0, pool[i], "connect", "out of memory");
-        h->virt = cl_engine_conn(r->e, uri, pool[i], &e1);
+        v = cl_engine_conn(r->e, uri, pool[i], &e1);
         free(uri);
-        if (!h->virt) {
+        if (!v) {
             if (!first.domain)
                 first = e1;
             cl_run_progress(r, "-host-down", NULL, pool[i], "cannot reach the hypervisor: %s",
                             e1.msg);
             continue;
         }
+        h->host = cl_host_local_new(v, pool[i], err);
+        if (!h->host)
+            return -1;
         alive++;
         h->primary = 1;
         for (j = 0; j < i; j++)
-            if (r->hosts[j].virt == h->virt)
+            if (same_backend(&r->hosts[j], h))
                 h->primary = 0;
-        h->free_kib = cl_virt_is_test(h->virt) ? 0 : cl_virt_free_kib(h->virt);
+        h->free_kib = cl_host_is_test(h->host) ? 0 : cl_host_free_kib(h->host);
     }
     if (!alive) {
         if (err)
@@ -142,10 +159,10 @@ int cl_run_observe(cl_run_t *r, int want_foreign, cl_err_t *err)
     for (i = 0; i < r->nhosts; i++) {
         cl_host_view_t *h = &r->hosts[i];
         size_t k;
-        if (!h->virt || !h->primary)
+        if (!h->host || !h->primary)
             continue;
         before = r->doms.n;
-        if (cl_virt_scan(h->virt, r->name, &r->doms, want_foreign ? &r->foreign : NULL, err) < 0)
+        if (cl_host_scan(h->host, r->name, &r->doms, want_foreign ? &r->foreign : NULL, err) < 0)
             return -1;
         r->dom_host = realloc(r->dom_host, (r->doms.n + 1) * sizeof(*r->dom_host));
         if (!r->dom_host)
@@ -153,7 +170,7 @@ int cl_run_observe(cl_run_t *r, int want_foreign, cl_err_t *err)
         for (k = before; k < r->doms.n; k++) {
             /* Hosts sharing one connection: the metadata says which of them it was placed on. */
             int hi = host_index(r, r->doms.v[k].host);
-            r->dom_host[k] = (hi >= 0 && r->hosts[hi].virt == h->virt) ? hi : (int)i;
+            r->dom_host[k] = (hi >= 0 && same_backend(&r->hosts[hi], h)) ? hi : (int)i;
         }
     }
     return 0;
@@ -208,7 +225,7 @@ json_object *cl_run_status(cl_run_t *r, json_object *state)
     for (i = 0; i < r->nhosts; i++) {
         json_object *m = json_object_new_object();
         json_object_object_add(m, "host", json_object_new_string(r->hosts[i].name));
-        json_object_object_add(m, "alive", json_object_new_boolean(r->hosts[i].virt != NULL));
+        json_object_object_add(m, "alive", json_object_new_boolean(r->hosts[i].host != NULL));
         json_object_object_add(
             m, "self",
             json_object_new_boolean(cl_net_is_self(cl_engine_self(r->e), r->hosts[i].name)));

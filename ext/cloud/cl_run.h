@@ -10,6 +10,7 @@
 #include <stddef.h>
 
 #include "cl_engine.h"
+#include "cl_host.h"
 #include "cl_virt.h"
 
 /* The cached connection for uri, (re)opened if needed; owned by the engine's cache. */
@@ -17,8 +18,8 @@ cl_virt_t *cl_engine_conn(cl_engine_t *e, const char *uri, const char *host, cl_
 
 typedef struct host_view {
     const char *name;
-    cl_virt_t *virt; /* NULL: unreachable */
-    int primary;     /* first host using this connection: scanned once */
+    cl_host_t *host; /* owned by the run (cl_run_free); NULL: unreachable */
+    int primary;     /* first host with this backend (cl_host_same_backend): scanned once */
     int pool_ready;
     unsigned long free_kib;
 } cl_host_view_t;
