@@ -398,11 +398,12 @@ static int parse_header(const char *buf, size_t len, header_t *h)
 
 /*
  * json-c keeps the last of duplicate keys; the protocol refuses them.  Count the members of
- * the top-level object in the text (one ':' each, outside strings, at depth 1) and compare
- * with what json-c kept.  Only called on text json-c accepted in strict mode, which still takes
- * single-quoted names: a quote (or a slash) outside a string answers SIZE_MAX, a mismatch.
+ * the top-level object in the text (one ':' each, outside strings, at depth 1; at any depth
+ * when all is set) and compare with what json-c kept.  Only called on text json-c accepted in
+ * strict mode, which still takes single-quoted names: a quote (or a slash) outside a string
+ * answers SIZE_MAX, a mismatch.
  */
-static size_t count_top_members(const char *s, size_t n)
+static size_t count_members(const char *s, size_t n, int all)
 {
     size_t i, count = 0;
     int depth = 0, in_str = 0, esc = 0;
@@ -426,7 +427,7 @@ static size_t count_top_members(const char *s, size_t n)
             depth++;
         else if (c == '}' || c == ']')
             depth--;
-        else if (c == ':' && depth == 1)
+        else if (c == ':' && (all || depth == 1))
             count++;
     }
     return count;
@@ -536,7 +537,7 @@ static int decode(cl_msg_rx_t *rx, const char *buf, size_t len, cl_msg_t *out)
     jerr = json_tokener_get_error(rx->tok);
     if (!obj || jerr != json_tokener_success || json_tokener_get_parse_end(rx->tok) != h.json_len ||
         !json_object_is_type(obj, json_type_object) ||
-        count_top_members(h.json, h.json_len) != (size_t)json_object_object_length(obj)) {
+        count_members(h.json, h.json_len, 0) != (size_t)json_object_object_length(obj)) {
         r = CL_MSG_DROP_BAD_JSON;
         goto cleanup;
     }
@@ -651,4 +652,85 @@ cleanup:
     if (fd >= 0)
         close(fd);
     return rc;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Shared with cl_rpc: the same MAC and the same JSON checks on the TCP transport            */
+/* ---------------------------------------------------------------------------------------- */
+
+int cl_msg_mac_hex(const unsigned char *key, size_t keylen, const char *data, size_t n,
+                   char hex[CL_MSG_MAC_HEX + 1])
+{
+    static const char digits[] = "0123456789abcdef";
+    unsigned char mac[MAC_LEN];
+    size_t i;
+
+    if (!key || keylen < CL_MSG_KEY_MIN || keylen > CL_MSG_KEY_MAX || !data ||
+        mac_compute(key, keylen, data, n, mac) < 0)
+        return -1;
+    for (i = 0; i < MAC_LEN; i++) {
+        hex[2 * i] = digits[mac[i] >> 4];
+        hex[2 * i + 1] = digits[mac[i] & 15];
+    }
+    hex[CL_MSG_MAC_HEX] = '\0';
+    OPENSSL_cleanse(mac, sizeof(mac));
+    return 0;
+}
+
+int cl_msg_mac_ok(const unsigned char *key, size_t keylen, const char *data, size_t n,
+                  const char *hex)
+{
+    unsigned char mac[MAC_LEN], want[MAC_LEN];
+    size_t i;
+    int ok;
+
+    if (!key || keylen < CL_MSG_KEY_MIN || keylen > CL_MSG_KEY_MAX || !data || !hex)
+        return 0;
+    for (i = 0; i < CL_MSG_MAC_HEX; i++)
+        if (hex_val(hex[i]) < 0)
+            return 0;
+    for (i = 0; i < MAC_LEN; i++)
+        want[i] = (unsigned char)(hex_val(hex[2 * i]) << 4 | hex_val(hex[2 * i + 1]));
+    ok = mac_compute(key, keylen, data, n, mac) == 0 && CRYPTO_memcmp(mac, want, MAC_LEN) == 0;
+    OPENSSL_cleanse(mac, sizeof(mac));
+    return ok;
+}
+
+/* Members of every object in o (depth bounded by the tokener that built it). */
+static size_t tree_members(json_object *o)
+{
+    size_t n = 0, i, len;
+
+    if (json_object_is_type(o, json_type_object)) {
+        json_object_object_foreach(o, k, v)
+        {
+            (void)k;
+            n += 1 + tree_members(v);
+        }
+    } else if (json_object_is_type(o, json_type_array)) {
+        len = json_object_array_length(o);
+        for (i = 0; i < len; i++)
+            n += tree_members(json_object_array_get_idx(o, i));
+    }
+    return n;
+}
+
+int cl_msg_parse_object(struct json_tokener *tok, const char *text, size_t n, json_object **out)
+{
+    json_object *obj = NULL;
+
+    *out = NULL;
+    if (!tok || !text || n == 0 || n > INT32_MAX || memchr(text, '\0', n))
+        return CL_MSG_DROP_BAD_JSON;
+    json_tokener_reset(tok);
+    json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+    obj = json_tokener_parse_ex(tok, text, (int)n);
+    if (!obj || json_tokener_get_error(tok) != json_tokener_success ||
+        json_tokener_get_parse_end(tok) != n || !json_object_is_type(obj, json_type_object) ||
+        count_members(text, n, 1) != tree_members(obj)) {
+        json_object_put(obj);
+        return CL_MSG_DROP_BAD_JSON;
+    }
+    *out = obj; /* the only reference: the caller puts it */
+    return CL_MSG_OK;
 }

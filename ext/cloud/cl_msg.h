@@ -132,4 +132,22 @@ int cl_msg_decode(cl_msg_rx_t *rx, const char *buf, size_t len, cl_msg_t *out);
  */
 int cl_msg_key_load(const char *path, unsigned char *buf, size_t cap, size_t *len, cl_err_t *err);
 
+/*
+ * Shared with cl_rpc, the TCP transport of the same clouds (same keys, same MAC, same checks).
+ * cl_msg_mac_hex: HMAC-SHA256 of data[0..n) under key as 64 lowercase hex digits and a NUL
+ * into hex; -1 if the key is out of CL_MSG_KEY_MIN..CL_MSG_KEY_MAX or OpenSSL fails.
+ * cl_msg_mac_ok: 1 if hex[0..64) is that MAC (lowercase only; constant-time compare), else 0.
+ */
+int cl_msg_mac_hex(const unsigned char *key, size_t keylen, const char *data, size_t n,
+                   char hex[CL_MSG_MAC_HEX + 1]);
+int cl_msg_mac_ok(const unsigned char *key, size_t keylen, const char *data, size_t n,
+                  const char *hex);
+/*
+ * Parse authenticated (still untrusted) text[0..n) as one JSON object with tok, whose creator
+ * set the depth limit: strict, valid UTF-8, no NUL, nothing after the object, no duplicate key
+ * at any depth.  CL_MSG_OK and *out (the caller puts it), or CL_MSG_DROP_BAD_JSON and NULL.
+ */
+int cl_msg_parse_object(struct json_tokener *tok, const char *text, size_t n,
+                        struct json_object **out);
+
 #endif

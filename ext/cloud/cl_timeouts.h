@@ -20,4 +20,11 @@
 #define CL_BULLY_COORD_TIMEOUT_MS 200 /* ANSWER but no COORDINATOR within this: elect again */
 #define CL_BULLY_QUORUM_WINDOW_MS 250 /* an ack keeps the leader acting for this long */
 
+/* Leader -> host daemon operations over TCP (cl_rpc, doc/ELECTION.md "Transport"). */
+#define CL_RPC_CONNECT_MS 2000 /* leader: connecting to a host daemon's peer port */
+#define CL_RPC_REPLY_MS 120000 /* leader: an operation's answer (remove: plus its grace) */
+#define CL_RPC_PING_MS 500     /* leader: alive/is_test, connect and answer together */
+#define CL_RPC_IO_MS 10000     /* host daemon: reading a request, and writing its answer */
+#define CL_RPC_NOTE_MS 100     /* host daemon: the unauthenticated "DROP <reason>" notice */
+
 #endif
