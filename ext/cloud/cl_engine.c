@@ -35,7 +35,8 @@ struct cl_engine {
     pthread_mutex_t conn_lock; /* the connection cache */
     conn_entry_t *conns;
     size_t nconns;
-    cl_addrs_t led; /* clouds led by this process: a new term bumps the epoch */
+    cl_addrs_t led;          /* clouds led by this process: a new term bumps the epoch */
+    cl_engine_peers_t peers; /* peers.lead == NULL: single-host behaviour */
 };
 
 int cl_engine_new(const cl_engine_opts_t *o, cl_engine_t **out, cl_err_t *err)
@@ -48,6 +49,8 @@ int cl_engine_new(const cl_engine_opts_t *o, cl_engine_t **out, cl_err_t *err)
         return cl_err_set(err, CL_ERR_SYS, 0, NULL, "engine", "out of memory");
     e->state_dir = strdup(o->state_dir ? o->state_dir : "/var/lib/cloud");
     e->readonly = o->readonly;
+    if (o->peers)
+        e->peers = *o->peers;
     pthread_mutex_init(&e->act_lock, NULL);
     pthread_mutex_init(&e->conn_lock, NULL);
     if (o->self && o->self->n) {
@@ -131,6 +134,15 @@ cleanup:
     return v;
 }
 
+cl_host_t *cl_engine_remote(cl_engine_t *e, const cl_spec_t *spec, const char *host, cl_err_t *err)
+{
+    if (!e->peers.remote) {
+        cl_err_set(err, CL_ERR_ELECTION, 0, host, "connect", "no peer layer in this process");
+        return NULL;
+    }
+    return e->peers.remote(e->peers.ud, spec, host, err);
+}
+
 int cl_engine_is_member(const cl_engine_t *e, const cl_spec_t *spec)
 {
     size_t i;
@@ -145,10 +157,40 @@ int cl_engine_is_member(const cl_engine_t *e, const cl_spec_t *spec)
  * Until the election (next issue) exists, the highest-priority host (first in pool) leads.
  * With a pool of one this host is member and leader.
  */
+int cl_engine_elected(const cl_engine_t *e, const cl_spec_t *spec)
+{
+    return e && e->peers.lead && spec->npool > 1;
+}
+
+int cl_engine_leader(const cl_engine_t *e, const cl_spec_t *spec, uint64_t *epoch, int *acting)
+{
+    char leader[256] = "";
+    uint64_t ep = 0;
+    int act = 0;
+    size_t i;
+
+    if (!cl_engine_elected(e, spec)) {
+        /* single host (or no election here): the first pool host leads */
+        if (epoch)
+            *epoch = 0;
+        if (acting)
+            *acting = spec->npool > 0 && e && cl_net_is_self(&e->self, spec->pool[0]);
+        return spec->npool ? 0 : -1;
+    }
+    act = e->peers.lead(e->peers.ud, spec, leader, sizeof(leader), &ep);
+    if (epoch)
+        *epoch = ep;
+    if (acting)
+        *acting = act == 1;
+    for (i = 0; leader[0] && i < spec->npool; i++)
+        if (strcmp(spec->pool[i], leader) == 0)
+            return (int)i;
+    return -1;
+}
+
 int cl_engine_leader_index(const cl_engine_t *e, const cl_spec_t *spec)
 {
-    (void)e;
-    return spec->npool ? 0 : -1;
+    return cl_engine_leader(e, spec, NULL, NULL);
 }
 
 size_t cl_engine_cloud_count(cl_engine_t *e)
@@ -178,13 +220,14 @@ static unsigned long state_epoch(json_object *state)
 /* The state document to persist: spec, epoch, leader, placement. */
 static json_object *state_doc(const cl_run_t *r, const cl_slot_plan_t *p)
 {
+    int li;
     json_object *o = json_object_new_object(), *pl = json_object_new_object();
     size_t i;
 
     json_object_object_add(o, "spec", json_object_get(r->spec->json));
     json_object_object_add(o, "epoch", json_object_new_int64((int64_t)r->epoch));
-    json_object_object_add(
-        o, "leader", json_object_new_string(r->spec->pool[cl_engine_leader_index(r->e, r->spec)]));
+    li = cl_engine_leader_index(r->e, r->spec);
+    json_object_object_add(o, "leader", li >= 0 ? json_object_new_string(r->spec->pool[li]) : NULL);
     for (i = 0; p && i < r->spec->nslots; i++)
         json_object_object_add(pl, r->spec->slots[p[i].slot].name,
                                json_object_new_string(r->hosts[p[i].host].name));
@@ -250,9 +293,28 @@ int cl_engine_apply(cl_engine_t *e, const cl_spec_t *spec, int noop, cl_progress
     if (ls < 0)
         goto cleanup;
     r.epoch = state_epoch(state);
+    if (cl_engine_elected(e, spec)) {
+        /* A pool of several: the election decides who acts, and in which epoch. */
+        uint64_t ep = 0;
+        int acting = 0, li = cl_engine_leader(e, spec, &ep, &acting);
+        if (!noop && !acting) {
+            cl_err_set(err, CL_ERR_ELECTION, 0, li >= 0 ? spec->pool[li] : NULL, "lead cloud",
+                       "this host does not lead cloud %s now (leader: %s, epoch %llu)", spec->name,
+                       li >= 0 ? spec->pool[li] : "none yet", (unsigned long long)ep);
+            goto cleanup;
+        }
+        if (acting && ep != r.epoch) {
+            r.epoch = (unsigned long)ep;
+            doc = state_doc(&r, NULL);
+            if (cl_state_save(e->state_dir, spec->name, doc, err) < 0)
+                goto cleanup;
+            cl_run_progress(&r, "+elected", NULL, spec->pool[li], "leading cloud %s in epoch %lu",
+                            spec->name, r.epoch);
+        }
+    }
     if (cl_run_connect(&r, spec->hypervisor, spec->pool, spec->npool, err) < 0)
         goto cleanup;
-    if (!noop && !led_has(e, spec->name)) {
+    if (!noop && !cl_engine_elected(e, spec) && !led_has(e, spec->name)) {
         /*
          * A new term of leadership (first apply of this cloud by this process): the epoch
          * grows and is persisted before any action carries it.
@@ -420,6 +482,17 @@ int cl_engine_stop(cl_engine_t *e, const char *name, const cl_spec_t *given, int
     }
     r.spec = s;
     r.epoch = state_epoch(state);
+    if (cl_engine_elected(e, s) && !noop) {
+        uint64_t ep = 0;
+        int acting = 0, li = cl_engine_leader(e, s, &ep, &acting);
+        if (!acting) {
+            cl_err_set(err, CL_ERR_ELECTION, 0, li >= 0 ? s->pool[li] : NULL, "stop cloud",
+                       "this host does not lead cloud %s now (leader: %s): stop it there", name,
+                       li >= 0 ? s->pool[li] : "none yet");
+            goto cleanup;
+        }
+        r.epoch = (unsigned long)ep;
+    }
     if (cl_run_connect(&r, s->hypervisor, s->pool, s->npool, err) < 0)
         goto cleanup;
     if (cl_run_observe(&r, 0, err) < 0)

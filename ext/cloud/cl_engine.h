@@ -11,14 +11,32 @@
 
 #include "cl_err.h"
 #include "cl_net.h"
+#include "cl_host.h"
 #include "cl_spec.h"
 
 typedef struct cl_engine cl_engine_t;
 
+/*
+ * Pools of several hosts (cloudd with a peer identity supplies these; without them, or for a
+ * pool of one, this host is member and leader and every host is reached through the
+ * hypervisor URI).  Called from request threads: implementations lock what they share.
+ */
+typedef struct cl_engine_peers {
+    void *ud;
+    /*
+     * The leader of spec's cloud as the election sees it: its pool host into leader (""
+     * when none is known), its epoch, and 1 if this daemon leads and may act now.
+     */
+    int (*lead)(void *ud, const cl_spec_t *spec, char *leader, size_t len, uint64_t *epoch);
+    /* A pool host other than this one, driven through its daemon (caller frees); NULL+err. */
+    cl_host_t *(*remote)(void *ud, const cl_spec_t *spec, const char *host, cl_err_t *err);
+} cl_engine_peers_t;
+
 typedef struct cl_engine_opts {
-    const char *state_dir;  /* where clouds' state files live */
-    const cl_addrs_t *self; /* this host's identity (copied); NULL: the local interfaces */
-    int readonly;           /* status/plan only: read-only connections, state never written */
+    const char *state_dir;          /* where clouds' state files live */
+    const cl_addrs_t *self;         /* this host's identity (copied); NULL: the local interfaces */
+    int readonly;                   /* status/plan only: read-only connections, no state written */
+    const cl_engine_peers_t *peers; /* NULL: single-host behaviour (copied) */
 } cl_engine_opts_t;
 
 /*
@@ -31,9 +49,15 @@ int cl_engine_new(const cl_engine_opts_t *opts, cl_engine_t **out, cl_err_t *err
 void cl_engine_free(cl_engine_t *e);
 const cl_addrs_t *cl_engine_self(const cl_engine_t *e);
 
-/* Is this host in the spec's pool?  Which pool host leads (issue 2: the first; see README)? */
+/*
+ * Is this host in the spec's pool?  Which pool host leads: with peers and a pool of several, the
+ * elected one (-1: none yet); otherwise the first.  *epoch (may be NULL) gets the election's.
+ */
 int cl_engine_is_member(const cl_engine_t *e, const cl_spec_t *spec);
 int cl_engine_leader_index(const cl_engine_t *e, const cl_spec_t *spec);
+int cl_engine_leader(const cl_engine_t *e, const cl_spec_t *spec, uint64_t *epoch, int *acting);
+/* Whether spec's cloud is run by the election (peers given and a pool of several). */
+int cl_engine_elected(const cl_engine_t *e, const cl_spec_t *spec);
 
 /*
  * Converge spec (ensure => running).  noop: only plan.  *result (caller puts):

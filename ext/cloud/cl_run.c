@@ -114,18 +114,32 @@ int cl_run_connect(cl_run_t *r, const char *hypervisor, const char *const *pool,
         cl_err_clear(&e1);
         if (!uri)
             return cl_err_set(err, CL_ERR_SYS, 0, pool[i], "connect", "out of memory");
-        v = cl_engine_conn(r->e, uri, pool[i], &e1);
-        free(uri);
-        if (!v) {
-            if (!first.domain)
-                first = e1;
-            cl_run_progress(r, "-host-down", NULL, pool[i], "cannot reach the hypervisor: %s",
-                            e1.msg);
-            continue;
+        if (r->spec && cl_engine_elected(r->e, r->spec) &&
+            !cl_net_is_self(cl_engine_self(r->e), pool[i])) {
+            /* another pool host of an elected cloud: through its daemon, which fences */
+            free(uri);
+            h->host = cl_engine_remote(r->e, r->spec, pool[i], &e1);
+            if (!h->host) {
+                if (!first.domain)
+                    first = e1;
+                cl_run_progress(r, "-host-down", NULL, pool[i], "cannot reach its daemon: %s",
+                                e1.msg);
+                continue;
+            }
+        } else {
+            v = cl_engine_conn(r->e, uri, pool[i], &e1);
+            free(uri);
+            if (!v) {
+                if (!first.domain)
+                    first = e1;
+                cl_run_progress(r, "-host-down", NULL, pool[i], "cannot reach the hypervisor: %s",
+                                e1.msg);
+                continue;
+            }
+            h->host = cl_host_local_new(v, pool[i], err);
+            if (!h->host)
+                return -1;
         }
-        h->host = cl_host_local_new(v, pool[i], err);
-        if (!h->host)
-            return -1;
         alive++;
         h->primary = 1;
         for (j = 0; j < i; j++)

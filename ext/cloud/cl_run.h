@@ -15,6 +15,8 @@
 
 /* The cached connection for uri, (re)opened if needed; owned by the engine's cache. */
 cl_virt_t *cl_engine_conn(cl_engine_t *e, const char *uri, const char *host, cl_err_t *err);
+/* The remote host (through the peers' hook) for a pool host of an elected cloud. */
+cl_host_t *cl_engine_remote(cl_engine_t *e, const cl_spec_t *spec, const char *host, cl_err_t *err);
 
 typedef struct host_view {
     const char *name;
