@@ -311,6 +311,11 @@ void cl_elect_free(cl_elect_t *e)
     free(e);
 }
 
+uint64_t cl_elect_incarnation(const cl_elect_t *e)
+{
+    return e ? e->inc : 0;
+}
+
 int cl_elect_fd(const cl_elect_t *e)
 {
     return e ? e->fd : -1;

@@ -62,6 +62,8 @@ cl_elect_t *cl_elect_new(const cl_elect_opts_t *opts, cl_err_t *err);
 /* Closes the socket, forgets every cloud (their persisted epochs stay), wipes the keys. */
 void cl_elect_free(cl_elect_t *e);
 int cl_elect_fd(const cl_elect_t *e);
+/* This daemon's incarnation (persisted, bumped at each cl_elect_new). */
+uint64_t cl_elect_incarnation(const cl_elect_t *e);
 
 /*
  * Join cloud: pool[] in priority order (earlier leads; the same on every member), this daemon

@@ -84,6 +84,11 @@ void cl_engine_free(cl_engine_t *e)
     free(e);
 }
 
+const char *cl_engine_state_dir(const cl_engine_t *e)
+{
+    return e->state_dir;
+}
+
 const cl_addrs_t *cl_engine_self(const cl_engine_t *e)
 {
     return &e->self;
@@ -258,8 +263,12 @@ static void forget_led(cl_engine_t *e, const char *name)
         }
 }
 
-int cl_engine_apply(cl_engine_t *e, const cl_spec_t *spec, int noop, cl_progress_fn fn, void *ud,
-                    json_object **result, cl_err_t *err)
+/*
+ * adopt_only (a takeover): a cloud of which no domain runs anywhere is left alone -- it was
+ * stopped, or never started, and only an explicit apply creates a cloud from nothing.
+ */
+static int apply_impl(cl_engine_t *e, const cl_spec_t *spec, int noop, int adopt_only,
+                      cl_progress_fn fn, void *ud, json_object **result, cl_err_t *err)
 {
     cl_run_t r;
     cl_slot_plan_t *p = NULL;
@@ -327,7 +336,17 @@ int cl_engine_apply(cl_engine_t *e, const cl_spec_t *spec, int noop, cl_progress
         cl_run_progress(&r, "+elected", NULL, spec->pool[cl_engine_leader_index(e, spec)],
                         "leading cloud %s in epoch %lu", spec->name, r.epoch);
     }
-    if (cl_run_observe(&r, 1, err) < 0 || cl_run_plan(&r, &p, &x, &nx, err) < 0)
+    if (cl_run_observe(&r, 1, err) < 0)
+        goto cleanup;
+    if (adopt_only && r.doms.n == 0) {
+        res = json_object_new_object();
+        json_object_object_add(res, "changed", json_object_new_int(0));
+        json_object_object_add(res, "changes", json_object_new_array());
+        *result = res;
+        rc = 0;
+        goto cleanup;
+    }
+    if (cl_run_plan(&r, &p, &x, &nx, err) < 0)
         goto cleanup;
     if (noop) {
         res = json_object_new_object();
@@ -406,7 +425,7 @@ int cl_engine_apply(cl_engine_t *e, const cl_spec_t *spec, int noop, cl_progress
     json_object_object_add(res, "changed", json_object_new_int(r.changed));
     json_object_object_add(res, "changes", json_object_get(r.changes));
     json_object_object_add(res, "status", cl_run_status(&r, doc));
-    cl_run_progress(&r, r.changed ? "+converged" : "=converged", NULL, NULL, "%d cl_run_change(s)",
+    cl_run_progress(&r, r.changed ? "+converged" : "=converged", NULL, NULL, "%d change(s)",
                     r.changed);
     *result = res;
     rc = 0;
@@ -421,6 +440,12 @@ cleanup:
     free(x);
     cl_run_free(&r);
     return rc;
+}
+
+int cl_engine_apply(cl_engine_t *e, const cl_spec_t *spec, int noop, cl_progress_fn fn, void *ud,
+                    json_object **result, cl_err_t *err)
+{
+    return apply_impl(e, spec, noop, 0, fn, ud, result, err);
 }
 
 /* Rank of a domain for tear-down order: reverse dependency (balancer before database). */
@@ -561,7 +586,7 @@ int cl_engine_stop(cl_engine_t *e, const char *name, const cl_spec_t *given, int
         goto cleanup;
     forget_led(e, name);
     cl_run_progress(&r, "-forget", NULL, NULL,
-                    "cloud %s stopped and forgotten (%d cl_run_change(s))", name, r.changed);
+                    "cloud %s stopped and forgotten (%d change(s))", name, r.changed);
     res = json_object_new_object();
     json_object_object_add(res, "changed", json_object_new_int(r.changed + (ls > 0)));
     json_object_object_add(res, "changes", json_object_get(r.changes));
@@ -578,8 +603,8 @@ cleanup:
     return rc;
 }
 
-int cl_engine_monitor(cl_engine_t *e, const char *name, cl_progress_fn fn, void *ud,
-                      json_object **result, cl_err_t *err)
+static int monitor_impl(cl_engine_t *e, const char *name, int adopt_only, cl_progress_fn fn,
+                        void *ud, json_object **result, cl_err_t *err)
 {
     json_object *state = NULL, *v;
     cl_spec_t *spec = NULL;
@@ -595,10 +620,21 @@ int cl_engine_monitor(cl_engine_t *e, const char *name, cl_progress_fn fn, void 
                           name);
     }
     if (cl_spec_parse(v, &spec, err) == 0)
-        rc = cl_engine_apply(e, spec, 0, fn, ud, result, err);
+        rc = apply_impl(e, spec, 0, adopt_only, fn, ud, result, err);
     cl_spec_free(spec);
     json_object_put(state);
     return rc;
+}
+
+int cl_engine_monitor(cl_engine_t *e, const char *name, cl_progress_fn fn, void *ud,
+                      json_object **result, cl_err_t *err)
+{
+    return monitor_impl(e, name, 0, fn, ud, result, err);
+}
+
+int cl_engine_takeover(cl_engine_t *e, const char *name, json_object **result, cl_err_t *err)
+{
+    return monitor_impl(e, name, 1, NULL, NULL, result, err);
 }
 
 static json_object *status_one(cl_engine_t *e, const char *name, const cl_spec_t *given,

@@ -48,6 +48,7 @@ typedef void (*cl_progress_fn)(void *ud, json_object *ev);
 int cl_engine_new(const cl_engine_opts_t *opts, cl_engine_t **out, cl_err_t *err);
 void cl_engine_free(cl_engine_t *e);
 const cl_addrs_t *cl_engine_self(const cl_engine_t *e);
+const char *cl_engine_state_dir(const cl_engine_t *e);
 
 /*
  * Is this host in the spec's pool?  Which pool host leads: with peers and a pool of several, the
@@ -71,6 +72,11 @@ int cl_engine_stop(cl_engine_t *e, const char *name, const cl_spec_t *spec, int 
 /* One observe/repair cycle with the stored spec (nothing to do if none). */
 int cl_engine_monitor(cl_engine_t *e, const char *name, cl_progress_fn fn, void *ud,
                       json_object **result, cl_err_t *err);
+/*
+ * A new leader's cycle: like monitor (adopts what runs, re-places the slots of hosts that are
+ * gone), but a cloud of which nothing runs anywhere is left alone (stopped, or never started).
+ */
+int cl_engine_takeover(cl_engine_t *e, const char *name, json_object **result, cl_err_t *err);
 /*
  * Status of one cloud (name, with spec if the caller has it) or of every known cloud (name
  * NULL): {"clouds":[...]}.

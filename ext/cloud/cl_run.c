@@ -176,8 +176,17 @@ int cl_run_observe(cl_run_t *r, int want_foreign, cl_err_t *err)
         if (!h->host || !h->primary)
             continue;
         before = r->doms.n;
-        if (cl_host_scan(h->host, r->name, &r->doms, want_foreign ? &r->foreign : NULL, err) < 0)
-            return -1;
+        if (cl_host_scan(h->host, r->name, &r->doms, want_foreign ? &r->foreign : NULL, err) < 0) {
+            /* a pool host reached through its daemon that does not answer is down, not fatal */
+            if (strcmp(cl_host_kind(h->host), "remote") != 0)
+                return -1;
+            cl_run_progress(r, "-host-down", NULL, h->name, "%s", err ? err->msg : "no answer");
+            cl_host_free(h->host);
+            h->host = NULL;
+            r->doms.n = before;
+            cl_err_clear(err);
+            continue;
+        }
         r->dom_host = realloc(r->dom_host, (r->doms.n + 1) * sizeof(*r->dom_host));
         if (!r->dom_host)
             return cl_err_set(err, CL_ERR_SYS, 0, NULL, "observe", "out of memory");

@@ -28,6 +28,7 @@
 #include "cl_err.h"
 #include "cl_log.h"
 #include "cl_net.h"
+#include "cl_peers.h"
 #include "cl_spec.h"
 #include "cl_state.h"
 #include "cl_time.h"
@@ -35,9 +36,10 @@
 #include "cl_virt.h"
 
 #define CLOUDD_VERSION "0.1.0"
-#define CLOUDD_REQUEST_MS 10000   /* a client must send its request within this */
-#define CLOUDD_IDLE_CHECK_MS 2000 /* embedded mode: how often to check for idleness */
-#define CLOUDD_IDLE_EXIT_MS 60000 /* embedded mode: exit when no cloud and idle this long */
+#define CLOUDD_REQUEST_MS 10000    /* a client must send its request within this */
+#define CLOUDD_IDLE_CHECK_MS 2000  /* embedded mode: how often to check for idleness */
+#define CLOUDD_LEADER_WAIT_MS 2000 /* "leader" right after joining waits this long for one */
+#define CLOUDD_IDLE_EXIT_MS 60000  /* embedded mode: exit when no cloud and idle this long */
 
 static struct {
     const char *socket_path;
@@ -48,10 +50,12 @@ static struct {
     int daemonize;
     int debug;
     unsigned idle_exit_ms;
+    unsigned peer_port;
     cl_addrs_t addresses;
 } opt;
 
 static cl_engine_t *engine;
+static cl_peers_t *peers; /* NULL: no peer identity (--address), single-host clouds only */
 static int listen_fd = -1;
 static int wake_pipe[2] = {-1, -1};
 static atomic_int quit_flag;
@@ -225,6 +229,23 @@ static const char *req_str(json_object *req, const char *key)
     return NULL;
 }
 
+/*
+ * Just joined, or just elected: give the election a moment (bounded) to name a leader and, when
+ * that is this host, to gather its majority.  The leader's index (-1: none yet).
+ */
+static int wait_leader(const cl_spec_t *spec, uint64_t *ep, int *acting)
+{
+    uint64_t deadline = cl_time_now_ms() + CLOUDD_LEADER_WAIT_MS;
+    int li = cl_engine_leader(engine, spec, ep, acting);
+
+    while (cl_engine_elected(engine, spec) && cl_time_now_ms() < deadline &&
+           (li < 0 || (cl_net_is_self(cl_engine_self(engine), spec->pool[li]) && !*acting))) {
+        usleep(20000);
+        li = cl_engine_leader(engine, spec, ep, acting);
+    }
+    return li;
+}
+
 /* The leader of spec as this daemon sees it; -1 with err if this host may not act on it. */
 static int check_leader(const cl_spec_t *spec, cl_err_t *err)
 {
@@ -233,6 +254,18 @@ static int check_leader(const cl_spec_t *spec, cl_err_t *err)
     if (!cl_engine_is_member(engine, spec))
         return cl_err_set(err, CL_ERR_ELECTION, 0, NULL, "lead cloud",
                           "this host is not in the pool of cloud %s", spec->name);
+    if (cl_engine_elected(engine, spec)) {
+        uint64_t ep = 0;
+        int acting = 0;
+        wait_leader(spec, &ep, &acting);
+        return 0; /* the engine asks the election again, right before it acts */
+    }
+    if (spec->npool > 1 && !peers)
+        return cl_err_set(err, CL_ERR_ELECTION, 0, NULL, "lead cloud",
+                          "cloud %s has a pool of %zu hosts but this cloudd has no peer layer: "
+                          "run it with --address (this host's pool address, which it must be "
+                          "able to bind; see its log)",
+                          spec->name, spec->npool);
     li = cl_engine_leader_index(engine, spec);
     if (li < 0 || !cl_net_is_self(cl_engine_self(engine), spec->pool[li]))
         return cl_err_set(err, CL_ERR_ELECTION, 0, li >= 0 ? spec->pool[li] : NULL, "lead cloud",
@@ -267,6 +300,10 @@ static json_object *dispatch(outbuf_t *out, json_object *req, int *stopped, cl_e
         cl_err_set(err, CL_ERR_PROTO, 0, NULL, op, "invalid cloud name");
         goto cleanup;
     }
+    /* A member of a pool of several takes part in its election as soon as it knows the spec. */
+    if (spec && peers && spec->npool > 1 && cl_engine_is_member(engine, spec) &&
+        strcmp(op, "plan") != 0 && cl_peers_join(peers, spec, err) < 0)
+        goto cleanup;
 
     if (strcmp(op, "hello") == 0) {
         json_object *addrs = json_object_new_array();
@@ -297,14 +334,50 @@ static json_object *dispatch(outbuf_t *out, json_object *req, int *stopped, cl_e
             cl_err_set(err, CL_ERR_PROTO, 0, NULL, op, "no cloud name in the request");
             goto cleanup;
         }
+        if (spec && !noop && cl_engine_elected(engine, spec)) {
+            int acting = 0;
+            cl_engine_leader(engine, spec, NULL, &acting);
+            if (!acting) {
+                /*
+                 * A member that does not lead: the leader tears the cloud down on every host;
+                 * here the cloud is forgotten (election left, state removed), so that this
+                 * host never adopts a stopped cloud if it is elected later.
+                 */
+                cl_peers_leave(peers, name);
+                if (cl_state_remove(cl_engine_state_dir(engine), name, err) < 0)
+                    goto cleanup;
+                res = json_object_new_object();
+                json_object_object_add(res, "changed", json_object_new_int(0));
+                json_object_object_add(res, "changes", json_object_new_array());
+                json_object_object_add(res, "forgotten", json_object_new_boolean(1));
+                *stopped = 1;
+                goto cleanup;
+            }
+        }
         if (spec && !noop && check_leader(spec, err) < 0)
             goto cleanup;
         if (cl_engine_stop(engine, name, spec, noop, on_progress, out, &res, err) < 0)
             goto cleanup;
         *stopped = !noop;
+        if (peers && !noop)
+            cl_peers_leave(peers, name);
     } else if (strcmp(op, "status") == 0) {
         if (cl_engine_status(engine, name, spec, &res, err) < 0)
             goto cleanup;
+        if (peers) {
+            /* each cloud run by an election says how its election stands */
+            json_object *clouds = NULL;
+            size_t i;
+            json_object_object_get_ex(res, "clouds", &clouds);
+            for (i = 0; clouds && i < json_object_array_length(clouds); i++) {
+                json_object *c = json_object_array_get_idx(clouds, i), *nm, *el;
+                if (!json_object_object_get_ex(c, "name", &nm))
+                    continue;
+                el = cl_peers_status(peers, json_object_get_string(nm));
+                if (el)
+                    json_object_object_add(c, "election", el);
+            }
+        }
     } else if (strcmp(op, "monitor") == 0) {
         if (!name) {
             cl_err_set(err, CL_ERR_PROTO, 0, NULL, op, "no cloud name in the request");
@@ -313,12 +386,13 @@ static json_object *dispatch(outbuf_t *out, json_object *req, int *stopped, cl_e
         if (cl_engine_monitor(engine, name, on_progress, out, &res, err) < 0)
             goto cleanup;
     } else if (strcmp(op, "leader") == 0) {
-        int li;
+        int li, acting = 0;
+        uint64_t ep = 0;
         if (!spec) {
             cl_err_set(err, CL_ERR_PROTO, 0, NULL, op, "no spec in the request");
             goto cleanup;
         }
-        li = cl_engine_leader_index(engine, spec);
+        li = wait_leader(spec, &ep, &acting);
         res = json_object_new_object();
         json_object_object_add(res, "leader",
                                li >= 0 ? json_object_new_string(spec->pool[li]) : NULL);
@@ -328,7 +402,11 @@ static json_object *dispatch(outbuf_t *out, json_object *req, int *stopped, cl_e
             res, "self",
             json_object_new_boolean(li >= 0 &&
                                     cl_net_is_self(cl_engine_self(engine), spec->pool[li])));
-        {
+        json_object_object_add(res, "acting", json_object_new_boolean(acting));
+        if (cl_engine_elected(engine, spec)) {
+            json_object_object_add(res, "epoch", json_object_new_int64((int64_t)ep));
+            json_object_object_add(res, "election", cl_peers_status(peers, spec->name));
+        } else {
             json_object *st = NULL;
             cl_err_t e2;
             int64_t epoch = 0;
@@ -461,6 +539,30 @@ static void on_signal(int sig)
 /* Start-up                                                                                   */
 /* ========================================================================================== */
 
+/* After a restart, take part again in the elections of the clouds this host knows. */
+static void rejoin_clouds(void)
+{
+    char **names = NULL;
+    size_t n = 0, i;
+    cl_err_t err;
+
+    cl_err_clear(&err);
+    if (cl_state_list(opt.state_dir, &names, &n, &err) < 0)
+        return;
+    for (i = 0; i < n; i++) {
+        json_object *state = NULL, *v;
+        cl_spec_t *spec = NULL;
+        if (cl_state_load(opt.state_dir, names[i], &state, &err) > 0 &&
+            json_object_object_get_ex(state, "spec", &v) && cl_spec_parse(v, &spec, &err) == 0 &&
+            spec->npool > 1 && cl_engine_is_member(engine, spec) &&
+            cl_peers_join(peers, spec, &err) < 0)
+            cl_log(CL_LOG_WARN, "-join", "cloud=%s %s", names[i], err.msg);
+        cl_spec_free(spec);
+        json_object_put(state);
+    }
+    cl_state_names_free(names);
+}
+
 static int make_socket(cl_err_t *err)
 {
     struct sockaddr_un sa;
@@ -526,6 +628,8 @@ static void usage(FILE *fp)
         "  --state-dir DIR    state directory (default $CLOUD_STATE_DIR or /var/lib/cloud)\n"
         "  --address ADDR     this host's identity in pools (repeatable; default: all local\n"
         "                     interface addresses)\n"
+        "  --peer-port N      UDP (election) and TCP (host operations) port of the peer\n"
+        "                     layer, on the first --address (default 7946)\n"
         "  --embedded         started by the provider: exit once no cloud is left\n"
         "  --idle-exit-ms N   embedded mode: exit after N ms with no cloud (default %d)\n"
         "  --daemonize        fork into the background once the socket is ready\n"
@@ -546,6 +650,7 @@ static int parse_args(int argc, char **argv)
                                              {"pidfile", required_argument, NULL, 'p'},
                                              {"debug", no_argument, NULL, 'g'},
                                              {"idle-exit-ms", required_argument, NULL, 'i'},
+                                             {"peer-port", required_argument, NULL, 'P'},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
     int c;
@@ -561,6 +666,16 @@ static int parse_args(int argc, char **argv)
         case 'l': opt.log_path = optarg; break;
         case 'p': opt.pid_path = optarg; break;
         case 'g': opt.debug = 1; break;
+        case 'P': {
+            char *end;
+            unsigned long v = strtoul(optarg, &end, 10);
+            if (*end || v == 0 || v > 65535) {
+                fprintf(stderr, "cloudd: --peer-port: '%s' is not a port number\n", optarg);
+                return -1;
+            }
+            opt.peer_port = (unsigned)v;
+            break;
+        }
         case 'i': {
             char *end;
             unsigned long v = strtoul(optarg, &end, 10);
@@ -590,6 +705,7 @@ static int parse_args(int argc, char **argv)
 int main(int argc, char **argv)
 {
     cl_engine_opts_t eo;
+    cl_engine_peers_t peer_hooks;
     cl_err_t err;
     int ready_pipe[2] = {-1, -1};
     int rc = 1, idle_timer = -1;
@@ -660,8 +776,24 @@ int main(int argc, char **argv)
     memset(&eo, 0, sizeof(eo));
     eo.state_dir = opt.state_dir;
     eo.self = &opt.addresses;
-    if (cl_state_init(opt.state_dir, &err) < 0 || cl_engine_new(&eo, &engine, &err) < 0 ||
-        make_socket(&err) < 0) {
+    if (cl_state_init(opt.state_dir, &err) < 0)
+        goto fail_start;
+    if (opt.addresses.n > 0) {
+        /* a peer identity: this daemon takes part in the elections of pools of several hosts */
+        peers = cl_peers_new(opt.addresses.v[0], opt.peer_port, opt.state_dir, &err);
+        if (peers) {
+            cl_peers_hooks(peers, &peer_hooks);
+            eo.peers = &peer_hooks;
+        } else {
+            /* clouds of one host still work; pools of several are refused, saying why */
+            cl_log(CL_LOG_WARN, "-peers", "no peer layer: %s%s%s", err.op, err.op[0] ? ": " : "",
+                   err.msg);
+            cl_err_clear(&err);
+        }
+    }
+    if (cl_engine_new(&eo, &engine, &err) < 0 || make_socket(&err) < 0 ||
+        (peers && (cl_peers_set_engine(peers, engine), cl_peers_register(peers, &err) < 0))) {
+    fail_start:;
         char buf[1024];
         cl_log(CL_LOG_ERR, "-start", "%s", cl_err_format(&err, buf, sizeof(buf)));
         if (!opt.log_path || opt.daemonize)
@@ -690,6 +822,8 @@ int main(int argc, char **argv)
             fclose(fp);
         }
     }
+    if (peers)
+        rejoin_clouds();
     cl_log(CL_LOG_INFO, "+start", "cloudd %s pid=%d socket=%s state=%s%s", CLOUDD_VERSION,
            (int)getpid(), opt.socket_path, opt.state_dir, opt.embedded ? " embedded" : "");
     cl_log_flush();
@@ -726,8 +860,10 @@ out:
     if (ready_pipe[1] >= 0)
         close(ready_pipe[1]);
     /* the engine is left to the OS if requests are still running */
-    if (atomic_load(&active) == 0)
+    if (atomic_load(&active) == 0) {
+        cl_peers_free(peers);
         cl_engine_free(engine);
+    }
     cl_addrs_free(&opt.addresses);
     return rc;
 }

@@ -468,8 +468,20 @@ static VALUE cloud_member_p(VALUE self)
 static VALUE cloud_leader_p(VALUE self)
 {
     rb_cloud_t *c = get_cloud(self);
-    int li = cl_engine_leader_index(NULL, c->spec);
+    cl_client_opts_t o;
+    VALUE res;
+    int li;
 
+    if (c->spec->npool > 1) {
+        /* a pool of several: the election decides; asking the daemon makes it join */
+        opts_of(c, &o);
+        res = daemon_call(&o, request("leader", c, 1, 0), c->autostart, CL_CTL_STATUS_MS, Qnil);
+        return RTEST(rb_hash_aref(res, rb_str_new_cstr("self"))) &&
+                       RTEST(rb_hash_aref(res, rb_str_new_cstr("acting")))
+                   ? Qtrue
+                   : Qfalse;
+    }
+    li = cl_engine_leader_index(NULL, c->spec);
     return li >= 0 && self_index(c, li) == li ? Qtrue : Qfalse;
 }
 

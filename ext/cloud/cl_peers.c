@@ -1,0 +1,540 @@
+/*
+ * cl_peers: the election and the host-operation server of one daemon, on its peer address,
+ * driven by libvirt's event loop (see cl_peers.h).  The election is not thread-safe, so every
+ * call into it, from the loop or from request threads, holds the layer's lock; served host
+ * operations run on threads of their own (cl_rpc fences them).
+ */
+#include "cl_peers.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libvirt/libvirt.h>
+#include <limits.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "cl_elect.h"
+#include "cl_log.h"
+#include "cl_msg.h"
+#include "cl_rpc.h"
+#include "cl_run.h"
+#include "cl_state.h"
+
+typedef struct peer_cloud {
+    char name[CL_NAME_MAX + 1];
+    cl_spec_t *spec;    /* owned: the hypervisor for served operations, the pool */
+    unsigned char *key; /* owned, wiped on free */
+    size_t keylen;
+    cl_host_t *local; /* this host's hypervisor for served operations (lazily made) */
+    int acting;       /* as last told by the election */
+} peer_cloud_t;
+
+struct cl_peers {
+    char *address;
+    unsigned port;
+    char *state_dir;
+    cl_elect_t *elect;
+    cl_rpc_server_t *rpc;
+    int tcp_fd;
+    int udp_watch, tcp_watch, timer;
+    pthread_mutex_t lock; /* elect, clouds */
+    cl_engine_t *engine;
+    peer_cloud_t *clouds;
+    size_t nclouds;
+};
+
+/* ========================================================================================== */
+/* Clouds                                                                                     */
+/* ========================================================================================== */
+
+static peer_cloud_t *find(cl_peers_t *p, const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < p->nclouds; i++)
+        if (strcmp(p->clouds[i].name, name) == 0)
+            return &p->clouds[i];
+    return NULL;
+}
+
+static void cloud_clear(peer_cloud_t *c)
+{
+    cl_spec_free(c->spec);
+    if (c->key) {
+        memset(c->key, 0, c->keylen);
+        free(c->key);
+    }
+    cl_host_free(c->local);
+    memset(c, 0, sizeof(*c));
+}
+
+/* ========================================================================================== */
+/* Event loop                                                                                 */
+/* ========================================================================================== */
+
+/* Under the lock: the election's next deadline for the loop's timer. */
+static void rearm(cl_peers_t *p)
+{
+    if (p->timer >= 0)
+        virEventUpdateTimeout(p->timer, cl_elect_timeout_ms(p->elect));
+}
+
+static void on_udp(int watch, int fd, int events, void *ud)
+{
+    cl_peers_t *p = ud;
+
+    pthread_mutex_lock(&p->lock);
+    cl_elect_on_readable(p->elect);
+    rearm(p);
+    pthread_mutex_unlock(&p->lock);
+}
+
+static void on_timer(int timer, void *ud)
+{
+    cl_peers_t *p = ud;
+
+    pthread_mutex_lock(&p->lock);
+    cl_elect_on_timer(p->elect);
+    rearm(p);
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* The host whose operations are served for cloud: this host's hypervisor (borrowed). */
+static cl_host_t *local_for(void *ud, const char *cloud, cl_err_t *err)
+{
+    cl_peers_t *p = ud;
+    peer_cloud_t *c;
+    cl_host_t *h = NULL;
+
+    pthread_mutex_lock(&p->lock);
+    c = find(p, cloud);
+    if (!c) {
+        cl_err_set(err, CL_ERR_ELECTION, 0, p->address, "serve",
+                   "cloud %s is not known here: apply its manifest on this host", cloud);
+    } else if (!c->local && p->engine) {
+        char *uri = cl_spec_uri_for(c->spec->hypervisor, p->address);
+        cl_virt_t *v = uri ? cl_engine_conn(p->engine, uri, p->address, err) : NULL;
+        free(uri);
+        if (v)
+            c->local = cl_host_local_new(v, p->address, err);
+    }
+    if (c)
+        h = c->local;
+    pthread_mutex_unlock(&p->lock);
+    return h;
+}
+
+typedef struct served {
+    cl_peers_t *p;
+    int fd;
+} served_t;
+
+static void *serve(void *arg)
+{
+    served_t *s = arg;
+
+    cl_rpc_serve_fd(s->p->rpc, s->fd, local_for, s->p);
+    close(s->fd);
+    free(s);
+    return NULL;
+}
+
+static void on_tcp(int watch, int fd, int events, void *ud)
+{
+    cl_peers_t *p = ud;
+    int cfd;
+
+    while ((cfd = accept4(fd, NULL, NULL, SOCK_CLOEXEC)) >= 0) {
+        pthread_attr_t attr;
+        pthread_t th;
+        served_t *s = malloc(sizeof(*s));
+        if (!s) {
+            close(cfd);
+            continue;
+        }
+        s->p = p;
+        s->fd = cfd;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        if (pthread_create(&th, &attr, serve, s) != 0) {
+            close(cfd);
+            free(s);
+        }
+        pthread_attr_destroy(&attr);
+    }
+}
+
+/* A new leader adopts the cloud from the hosts' domains and finishes its convergence. */
+static void *takeover(void *arg)
+{
+    cl_peers_t *p = ((void **)arg)[0];
+    char *name = ((void **)arg)[1];
+    json_object *res = NULL;
+    cl_err_t err;
+
+    free(arg);
+    cl_err_clear(&err);
+    if (p->engine && cl_engine_takeover(p->engine, name, &res, &err) < 0)
+        cl_log(CL_LOG_WARN, "-takeover", "cloud=%s %s%s%s: %s", name, err.host,
+               err.host[0] ? ": " : "", err.op, err.msg);
+    else
+        cl_log(CL_LOG_INFO, "+takeover", "cloud=%s converged", name);
+    json_object_put(res);
+    free(name);
+    return NULL;
+}
+
+/* Called by the election, under the lock. */
+static void on_change(void *ud, const char *cloud, const char *leader, uint64_t epoch, int acting)
+{
+    cl_peers_t *p = ud;
+    peer_cloud_t *c = find(p, cloud);
+    cl_err_t err;
+
+    cl_err_clear(&err);
+    /* every host fences with the newest epoch it knows, its own operations included */
+    if (epoch && cl_rpc_server_fence(p->rpc, cloud, epoch, p->address, &err) < 0)
+        cl_log(CL_LOG_DEBUG, "-fence", "cloud=%s %s", cloud, err.msg);
+    if (c && acting && !c->acting) {
+        void **arg = malloc(2 * sizeof(void *));
+        pthread_attr_t attr;
+        pthread_t th;
+        if (arg && (arg[1] = strdup(cloud)) != NULL) {
+            arg[0] = p;
+            pthread_attr_init(&attr);
+            pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+            if (pthread_create(&th, &attr, takeover, arg) != 0) {
+                free(arg[1]);
+                free(arg);
+            }
+            pthread_attr_destroy(&attr);
+        } else {
+            free(arg);
+        }
+    }
+    if (c)
+        c->acting = acting;
+    (void)leader;
+}
+
+/* ========================================================================================== */
+/* Engine hooks                                                                               */
+/* ========================================================================================== */
+
+static int hook_lead(void *ud, const cl_spec_t *spec, char *leader, size_t len, uint64_t *epoch)
+{
+    cl_peers_t *p = ud;
+    int li = -1, acting = 0, self = 0;
+    uint64_t ep = 0;
+    cl_err_t err;
+
+    leader[0] = '\0';
+    pthread_mutex_lock(&p->lock);
+    if (cl_elect_leader(p->elect, spec->name, &li, &ep) == 1 && li >= 0 &&
+        (size_t)li < spec->npool) {
+        snprintf(leader, len, "%s", spec->pool[li]);
+        self = strcmp(spec->pool[li], p->address) == 0;
+        acting = self && cl_elect_acting(p->elect, spec->name);
+    }
+    pthread_mutex_unlock(&p->lock);
+    /* the leader's own host is fenced like the others */
+    cl_err_clear(&err);
+    if (acting && cl_rpc_server_fence(p->rpc, spec->name, ep, p->address, &err) < 0)
+        acting = 0;
+    *epoch = ep;
+    return acting;
+}
+
+/* Is host heard by the election (a silent host is not asked, it is down)? */
+static int heard(cl_peers_t *p, const char *cloud, const char *host)
+{
+    json_object *st, *members, *m, *v;
+    size_t i;
+    int alive = 0;
+
+    st = cl_elect_status_json(p->elect, cloud);
+    if (st && json_object_object_get_ex(st, "members", &members))
+        for (i = 0; i < json_object_array_length(members); i++) {
+            m = json_object_array_get_idx(members, i);
+            if (json_object_object_get_ex(m, "host", &v) &&
+                strcmp(json_object_get_string(v), host) == 0 &&
+                json_object_object_get_ex(m, "alive", &v))
+                alive = json_object_get_boolean(v);
+        }
+    json_object_put(st);
+    return alive;
+}
+
+static cl_host_t *hook_remote(void *ud, const cl_spec_t *spec, const char *host, cl_err_t *err)
+{
+    cl_peers_t *p = ud;
+    struct addrinfo hints, *res = NULL;
+    char addr[NI_MAXHOST];
+    peer_cloud_t *c;
+    cl_host_t *h = NULL;
+    int rc;
+
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    rc = getaddrinfo(host, NULL, &hints, &res);
+    if (rc != 0 || !res ||
+        getnameinfo(res->ai_addr, res->ai_addrlen, addr, sizeof(addr), NULL, 0, NI_NUMERICHOST)) {
+        if (res)
+            freeaddrinfo(res);
+        cl_err_set(err, CL_ERR_SYS, 0, host, "resolve", "cannot resolve pool host %s", host);
+        return NULL;
+    }
+    freeaddrinfo(res);
+    pthread_mutex_lock(&p->lock);
+    c = find(p, spec->name);
+    if (!c)
+        cl_err_set(err, CL_ERR_ELECTION, 0, host, "connect", "cloud %s is not joined here",
+                   spec->name);
+    else if (cl_elect_acting(p->elect, spec->name) && !heard(p, spec->name, host))
+        /* the acting leader hears every live member (their acks): a silent one is down */
+        cl_err_set(err, CL_ERR_ELECTION, 0, host, "connect",
+                   "its daemon has not been heard within the heartbeat timeout");
+    else
+        h = cl_host_remote_new(host, addr, p->port, spec->name, c->key, c->keylen, p->address,
+                               cl_elect_incarnation(p->elect), err);
+    pthread_mutex_unlock(&p->lock);
+    return h;
+}
+
+void cl_peers_hooks(cl_peers_t *p, cl_engine_peers_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->ud = p;
+    out->lead = hook_lead;
+    out->remote = hook_remote;
+}
+
+void cl_peers_set_engine(cl_peers_t *p, cl_engine_t *e)
+{
+    p->engine = e;
+}
+
+/* ========================================================================================== */
+/* Life cycle                                                                                 */
+/* ========================================================================================== */
+
+static int listen_tcp(cl_peers_t *p, cl_err_t *err)
+{
+    struct addrinfo hints, *res = NULL;
+    char port[16];
+    int one = 1, fd;
+
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE;
+    hints.ai_socktype = SOCK_STREAM;
+    snprintf(port, sizeof(port), "%u", p->port);
+    if (getaddrinfo(p->address, port, &hints, &res) != 0 || !res)
+        return cl_err_set(err, CL_ERR_SYS, 0, p->address, "listen",
+                          "--address %s is not a numeric IP address", p->address);
+    fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd >= 0)
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (fd < 0 || bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 64) < 0) {
+        cl_err_sys(err, p->address, "listen", "TCP %s port %u", p->address, p->port);
+        if (fd >= 0)
+            close(fd);
+        freeaddrinfo(res);
+        return -1;
+    }
+    freeaddrinfo(res);
+    p->tcp_fd = fd;
+    return 0;
+}
+
+cl_peers_t *cl_peers_new(const char *address, unsigned port, const char *state_dir, cl_err_t *err)
+{
+    cl_peers_t *p = calloc(1, sizeof(*p));
+    cl_elect_opts_t eo;
+    char fence[PATH_MAX];
+
+    if (!p) {
+        cl_err_set(err, CL_ERR_SYS, 0, address, "peers", "out of memory");
+        return NULL;
+    }
+    p->tcp_fd = -1;
+    p->udp_watch = p->tcp_watch = p->timer = -1;
+    pthread_mutex_init(&p->lock, NULL);
+    p->address = strdup(address);
+    p->state_dir = strdup(state_dir);
+    p->port = port ? port : CL_ELECT_PORT;
+    if (!p->address || !p->state_dir) {
+        cl_err_set(err, CL_ERR_SYS, 0, address, "peers", "out of memory");
+        goto fail;
+    }
+    memset(&eo, 0, sizeof(eo));
+    eo.address = address;
+    eo.port = p->port;
+    eo.state_dir = state_dir;
+    eo.on_change = on_change;
+    eo.on_change_ud = p;
+    p->elect = cl_elect_new(&eo, err);
+    if (!p->elect)
+        goto fail;
+    snprintf(fence, sizeof(fence), "%s/fence", state_dir);
+    p->rpc = cl_rpc_server_new(fence, err);
+    if (!p->rpc || listen_tcp(p, err) < 0)
+        goto fail;
+    return p;
+
+fail:
+    cl_peers_free(p);
+    return NULL;
+}
+
+void cl_peers_free(cl_peers_t *p)
+{
+    size_t i;
+
+    if (!p)
+        return;
+    if (p->udp_watch >= 0)
+        virEventRemoveHandle(p->udp_watch);
+    if (p->tcp_watch >= 0)
+        virEventRemoveHandle(p->tcp_watch);
+    if (p->timer >= 0)
+        virEventRemoveTimeout(p->timer);
+    if (p->tcp_fd >= 0)
+        close(p->tcp_fd);
+    cl_elect_free(p->elect);
+    cl_rpc_server_free(p->rpc);
+    for (i = 0; i < p->nclouds; i++)
+        cloud_clear(&p->clouds[i]);
+    free(p->clouds);
+    pthread_mutex_destroy(&p->lock);
+    free(p->address);
+    free(p->state_dir);
+    free(p);
+}
+
+int cl_peers_register(cl_peers_t *p, cl_err_t *err)
+{
+    p->udp_watch =
+        virEventAddHandle(cl_elect_fd(p->elect), VIR_EVENT_HANDLE_READABLE, on_udp, p, NULL);
+    p->tcp_watch = virEventAddHandle(p->tcp_fd, VIR_EVENT_HANDLE_READABLE, on_tcp, p, NULL);
+    p->timer = virEventAddTimeout(-1, on_timer, p, NULL);
+    if (p->udp_watch < 0 || p->tcp_watch < 0 || p->timer < 0)
+        return cl_err_set(err, CL_ERR_SYS, 0, p->address, "peers", "cannot watch the peer sockets");
+    pthread_mutex_lock(&p->lock);
+    rearm(p);
+    pthread_mutex_unlock(&p->lock);
+    cl_log(CL_LOG_INFO, "+peers", "address=%s port=%u (udp election, tcp host operations)",
+           p->address, p->port);
+    return 0;
+}
+
+int cl_peers_join(cl_peers_t *p, const cl_spec_t *spec, cl_err_t *err)
+{
+    unsigned char key[CL_MSG_KEY_MAX];
+    size_t keylen = 0;
+    peer_cloud_t *c, *nv;
+    cl_spec_t *own = NULL;
+    int rc = -1;
+
+    if (spec->npool < 2)
+        return 0;
+    if (!spec->secret_file || !*spec->secret_file)
+        return cl_err_set(err, CL_ERR_SPEC, 0, NULL, "join",
+                          "secret_file: cloud %s has a pool of %zu hosts: its peers need a "
+                          "per-cloud secret (a root-only file of at least %d bytes on each host)",
+                          spec->name, spec->npool, CL_MSG_KEY_MIN);
+    if (cl_msg_key_load(spec->secret_file, key, sizeof(key), &keylen, err) < 0) {
+        char tmp[sizeof(err->msg)];
+        snprintf(tmp, sizeof(tmp), "%s", err->msg);
+        cl_err_set(err, CL_ERR_SPEC, 0, NULL, "join", "secret_file: %s", tmp);
+        return -1;
+    }
+    if (cl_spec_parse(spec->json, &own, err) < 0)
+        goto cleanup;
+    pthread_mutex_lock(&p->lock);
+    if (cl_elect_join(p->elect, spec->name, spec->pool, spec->npool, key, keylen, NULL, err) < 0 ||
+        cl_rpc_server_add_cloud(p->rpc, spec->name, key, keylen, spec->pool, spec->npool, err) <
+            0) {
+        pthread_mutex_unlock(&p->lock);
+        goto cleanup;
+    }
+    c = find(p, spec->name);
+    if (!c) {
+        nv = realloc(p->clouds, (p->nclouds + 1) * sizeof(*nv));
+        if (!nv) {
+            pthread_mutex_unlock(&p->lock);
+            cl_err_set(err, CL_ERR_SYS, 0, NULL, "join", "out of memory");
+            goto cleanup;
+        }
+        p->clouds = nv;
+        c = &p->clouds[p->nclouds++];
+        memset(c, 0, sizeof(*c));
+        snprintf(c->name, sizeof(c->name), "%s", spec->name);
+    }
+    cl_spec_free(c->spec);
+    c->spec = own;
+    own = NULL;
+    if (c->key) {
+        memset(c->key, 0, c->keylen);
+        free(c->key);
+    }
+    c->key = malloc(keylen);
+    if (c->key)
+        memcpy(c->key, key, keylen);
+    c->keylen = c->key ? keylen : 0;
+    cl_host_free(c->local); /* the hypervisor may have changed */
+    c->local = NULL;
+    rearm(p);
+    pthread_mutex_unlock(&p->lock);
+    /* A member keeps the spec: if it is elected later, it adopts the cloud from it. */
+    {
+        json_object *state = NULL;
+        int ls = cl_state_load(p->state_dir, spec->name, &state, err);
+        if (ls == 0) {
+            json_object *doc = json_object_new_object();
+            json_object_object_add(doc, "spec", json_object_get(spec->json));
+            json_object_object_add(doc, "epoch", json_object_new_int64(0));
+            rc = cl_state_save(p->state_dir, spec->name, doc, err);
+            json_object_put(doc);
+            if (rc < 0)
+                goto cleanup;
+        }
+        json_object_put(state);
+        if (ls < 0)
+            goto cleanup;
+    }
+    rc = 0;
+
+cleanup:
+    memset(key, 0, sizeof(key));
+    cl_spec_free(own);
+    return rc;
+}
+
+void cl_peers_leave(cl_peers_t *p, const char *cloud)
+{
+    pthread_mutex_lock(&p->lock);
+    /*
+     * The election is left; the host operations of the cloud are still served (its spec and
+     * key stay in memory), so that a leader tearing it down still reaches this host.
+     */
+    cl_elect_leave(p->elect, cloud);
+    rearm(p);
+    pthread_mutex_unlock(&p->lock);
+}
+
+json_object *cl_peers_status(cl_peers_t *p, const char *cloud)
+{
+    json_object *o;
+
+    pthread_mutex_lock(&p->lock);
+    o = cl_elect_status_json(p->elect, cloud);
+    pthread_mutex_unlock(&p->lock);
+    return o;
+}

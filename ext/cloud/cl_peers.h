@@ -1,0 +1,40 @@
+/*
+ * cl_peers: a daemon's peer layer for pools of several hosts.  It puts the election (cl_elect,
+ * UDP) and the host-operation server (cl_rpc, TCP, fenced) on one peer address and port, drives
+ * them from libvirt's event loop, and gives the engine its peer hooks: who leads a cloud and in
+ * which epoch, and the other pool hosts as remote cl_host_t reached through their daemons.
+ */
+#ifndef CL_PEERS_H
+#define CL_PEERS_H
+
+#include <json-c/json.h>
+
+#include "cl_engine.h"
+#include "cl_err.h"
+#include "cl_spec.h"
+
+typedef struct cl_peers cl_peers_t;
+
+/*
+ * Bind UDP and TCP on address:port (address: this daemon's identity in pools, numeric), with
+ * the election's and the fence's state under state_dir.  NULL and err on failure.
+ */
+cl_peers_t *cl_peers_new(const char *address, unsigned port, const char *state_dir, cl_err_t *err);
+void cl_peers_free(cl_peers_t *p); /* NULL-safe; call after the event loop stopped */
+/* The engine's hooks (ud = p); set the engine once it exists (for local hosts and takeovers). */
+void cl_peers_hooks(cl_peers_t *p, cl_engine_peers_t *out);
+void cl_peers_set_engine(cl_peers_t *p, cl_engine_t *e);
+/* Watch the sockets and the election's timer in libvirt's default event loop. */
+int cl_peers_register(cl_peers_t *p, cl_err_t *err);
+/*
+ * Take part in spec's cloud (a pool of several hosts, this host in it): its key is read from
+ * spec's secret_file; the spec is remembered for the host operations served here.  Joining
+ * again with the same spec is cheap.  -1 and err naming the attribute (secret_file) or cloud.
+ */
+int cl_peers_join(cl_peers_t *p, const cl_spec_t *spec, cl_err_t *err);
+/* Leave a cloud's election (after a stop); its host operations are still served. */
+void cl_peers_leave(cl_peers_t *p, const char *cloud);
+/* The election's view of cloud (NULL: the daemon's), for status documents; caller puts. */
+json_object *cl_peers_status(cl_peers_t *p, const char *cloud);
+
+#endif
