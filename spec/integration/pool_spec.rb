@@ -1,0 +1,176 @@
+# frozen_string_literal: true
+
+# A pool of three hosts on one machine: three cloudd, each with its own identity (127.0.0.2,
+# .3, .4 on the loopback), its own control socket, state and embedded hypervisor, talking over
+# the peer port. Checks the election, placement across the pool through the host daemons, a
+# leader killed with SIGKILL and the takeover that re-places its slots, authentication of peer
+# messages, the return of the first host, and the tear-down. Only daemons started here are
+# killed, by PID; conditions are polled with bounded waits.
+require 'json'
+require 'socket'
+require 'tmpdir'
+
+$LOAD_PATH.unshift(File.expand_path('../../lib', __dir__))
+require 'cloud_ext'
+
+POOL_ROOT = File.expand_path('../..', __dir__)
+POOL_HOSTS = %w[127.0.0.2 127.0.0.3 127.0.0.4].freeze
+
+RSpec.describe 'a pool of three hosts' do
+
+
+  before(:all) do
+    @tmp = Dir.mktmpdir('cloud-pool')
+    @port = 20_000 + (Process.pid % 20_000)
+    @secret = File.join(@tmp, 'secret')
+    File.write(@secret, Random.new.bytes(32).unpack1('H*'))
+    File.chmod(0o600, @secret)
+    @pids = {}
+    @template = File.read(File.join(POOL_ROOT, 'modules/web/files/template-test.xml'))
+    POOL_HOSTS.each { |h| start_daemon(h) }
+  end
+
+  after(:all) do
+    @pids.each_value { |pid| stop_pid(pid) }
+    FileUtils.rm_rf(@tmp)
+  end
+
+  def dir(host) = File.join(@tmp, host)
+  def sock(host) = File.join(dir(host), 'cloudd.sock')
+
+  def start_daemon(host)
+    FileUtils.mkdir_p(dir(host))
+    pid = Process.spawn(File.join(POOL_ROOT, 'bin/cloudd'), '--socket', sock(host), '--state-dir',
+                        File.join(dir(host), 'state'), '--address', host, '--peer-port', @port.to_s,
+                        '--log', File.join(dir(host), 'log'), in: File::NULL)
+    @pids[host] = pid
+    wait_for("cloudd #{host} to answer") { File.socket?(sock(host)) && call(host, 'op' => 'hello') }
+  end
+
+  def stop_pid(pid, sig = 'TERM')
+    Process.kill(sig, pid)
+    Process.wait(pid)
+  rescue Errno::ESRCH, Errno::ECHILD
+    nil
+  end
+
+  def call(host, req)
+    UNIXSocket.open(sock(host)) do |s|
+      s.write("#{JSON.generate(req.merge('v' => 1))}\n")
+      JSON.parse(s.read.lines.last)
+    end
+  rescue SystemCallError
+    nil
+  end
+
+  def spec(ensure_ = 'running')
+    {
+      'name' => 'pw', 'type' => 'cloud', 'ensure' => ensure_, 'pool' => POOL_HOSTS,
+      'hypervisor' => 'test:///default', 'template' => @template, 'secret_file' => @secret,
+      'roles' => [{ 'name' => 'node', 'after' => [] }],
+      'slots' => (0..2).map do |i|
+        { 'name' => "pw-node-#{i}", 'roles' => ['node'], 'index' => i, 'ip' => "10.0.9.#{i + 1}",
+          'image' => '/var/lib/cloud/images/node.qcow2' }
+      end,
+    }
+  end
+
+  def cloud(host) = Cloud.new(spec, socket: sock(host), state_dir: File.join(dir(host), 'state'),
+                                    autostart: false)
+
+  def status(host)
+    doc = call(host, 'op' => 'status', 'name' => 'pw')
+    doc && doc['clouds'] && doc['clouds'].first
+  end
+
+  def wait_for(what, timeout: 10)
+    deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + timeout
+    loop do
+      value = yield
+      return value if value
+      raise "timed out after #{timeout}s waiting for #{what}" if Process.clock_gettime(Process::CLOCK_MONOTONIC) > deadline
+
+      sleep 0.02
+    end
+  end
+
+  it 'elects the first host of the pool, seen alike by every member' do
+    POOL_HOSTS.each { |h| expect(cloud(h).member?).to be(true) }
+    leaders = POOL_HOSTS.map { |h| cloud(h).common_start['leader'] }
+    expect(leaders).to eq(['127.0.0.2'] * 3)
+    wait_for('127.0.0.2 to act') { cloud('127.0.0.2').leader? }
+    expect(cloud('127.0.0.3').leader?).to be(false)
+  end
+
+  it 'converges from the leader, one VM on each host, through the host daemons' do
+    # the last member to join listens for a heartbeat timeout before it answers: wait for it
+    wait_for('every member to be heard by the leader') do
+      status('127.0.0.2')&.dig('election', 'members')&.all? { |m| m['alive'] }
+    end
+    result = cloud('127.0.0.2').leader_start
+    expect(result['changed']).to eq(3)
+    st = status('127.0.0.2')
+    expect(st['state']).to eq('running')
+    expect(st['slots'].map { |s| s['host'] }.sort).to eq(POOL_HOSTS)
+    expect(st['election']['members'].map { |m| m['alive'] }).to all(be(true))
+    @epoch = st['election']['epoch']
+    expect(@epoch).to be >= 1
+  end
+
+  it 'refuses to act from a member that does not lead, naming the leader' do
+    expect { cloud('127.0.0.4').leader_start }.to raise_error(Cloud::ElectionError, /127\.0\.0\.2/)
+  end
+
+  it 'drops forged and garbage peer messages without losing the leader' do
+    udp = UDPSocket.new
+    udp.send("CLOUD1 pw #{'0' * 64} {\"v\":1}", 0, '127.0.0.3', @port)
+    udp.send('garbage' * 50, 0, '127.0.0.3', @port)
+    udp.send("CLOUD1 pw #{'a' * 64} #{'{' * 2000}", 0, '127.0.0.3', @port)
+    udp.close
+    wait_for('the forged message to be dropped and counted') do
+      drops = status('127.0.0.3')&.dig('election', 'counters', 'drops') || {}
+      drops['bad_mac'].to_i >= 1
+    end
+    expect(status('127.0.0.3')['election']['leader']).to eq('127.0.0.2')
+  end
+
+  it 'fails over when the leader is killed, and the new leader re-places its slots' do
+    t0 = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+    stop_pid(@pids.delete('127.0.0.2'), 'KILL')
+    st = wait_for('127.0.0.3 to lead with every slot running on a live host') do
+      s = status('127.0.0.3')
+      s if s && s.dig('election', 'leader') == '127.0.0.3' && s['state'] == 'running' &&
+           s['slots'].none? { |sl| sl['host'] == '127.0.0.2' }
+    end
+    elapsed = Process.clock_gettime(Process::CLOCK_MONOTONIC) - t0
+    expect(elapsed).to be < 10
+    expect(st['election']['epoch']).to be > 0
+    expect(st['slots'].map { |s| s['name'] }.sort).to eq(%w[pw-node-0 pw-node-1 pw-node-2])
+    expect(File.read(File.join(dir('127.0.0.3'), 'log'))).to include('+takeover cloud=pw')
+  end
+
+  it 'lets the first host take the lead back when it returns, with no second copy of any slot' do
+    before = status('127.0.0.3')['election']['epoch']
+    start_daemon('127.0.0.2')
+    st = wait_for('127.0.0.2 to lead again') do
+      s = status('127.0.0.2')
+      s if s && s.dig('election', 'leader') == '127.0.0.2' && s.dig('election', 'acting') &&
+           s['state'] == 'running'
+    end
+    expect(st['election']['epoch']).to be > before
+    expect(st['domains']).to eq(3)
+  end
+
+  it 'tears the cloud down from the leader, members forgetting it' do
+    stopped = spec('stopped')
+    %w[127.0.0.3 127.0.0.4].each do |h|
+      expect(call(h, 'op' => 'stop', 'name' => 'pw', 'spec' => stopped)).to include('forgotten' => true)
+    end
+    res = call('127.0.0.2', 'op' => 'stop', 'name' => 'pw', 'spec' => stopped)
+    expect(res['ok']).to be(true), res.inspect
+    expect(status('127.0.0.2')['state']).to eq('stopped')
+    POOL_HOSTS.each do |h|
+      expect(Dir.children(File.join(dir(h), 'state', 'clouds'))).to be_empty
+    end
+  end
+end
