@@ -585,8 +585,8 @@ int cl_engine_stop(cl_engine_t *e, const char *name, const cl_spec_t *given, int
     if (cl_state_remove(e->state_dir, name, err) < 0)
         goto cleanup;
     forget_led(e, name);
-    cl_run_progress(&r, "-forget", NULL, NULL,
-                    "cloud %s stopped and forgotten (%d change(s))", name, r.changed);
+    cl_run_progress(&r, "-forget", NULL, NULL, "cloud %s stopped and forgotten (%d change(s))",
+                    name, r.changed);
     res = json_object_new_object();
     json_object_object_add(res, "changed", json_object_new_int(r.changed + (ls > 0)));
     json_object_object_add(res, "changes", json_object_get(r.changes));
