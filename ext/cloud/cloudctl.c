@@ -33,6 +33,50 @@ static void join_array(json_object *arr, char *buf, size_t len)
                                 json_object_get_string(json_object_array_get_idx(arr, i)));
 }
 
+/* Sum of the numbers of an object ({"bad_mac": 2, ...}). */
+static long long sum_of(json_object *o)
+{
+    long long n = 0;
+
+    if (!o || !json_object_is_type(o, json_type_object))
+        return 0;
+    json_object_object_foreach(o, k, v)
+    {
+        (void)k;
+        n += json_object_get_int64(v);
+    }
+    return n;
+}
+
+/* The election of a cloud run by several hosts, as its daemon sees it. */
+static void print_election(json_object *c)
+{
+    json_object *el = NULL, *members = NULL, *counters = NULL, *drops = NULL, *v;
+    size_t i;
+
+    if (!json_object_object_get_ex(c, "election", &el) || !el)
+        return;
+    json_object_object_get_ex(el, "members", &members);
+    json_object_object_get_ex(el, "counters", &counters);
+    if (counters)
+        json_object_object_get_ex(counters, "drops", &drops);
+    printf("  election: %s, leader %s, epoch %s, %s\n", str_of(el, "state", "?"),
+           str_of(el, "leader", "none"), str_of(el, "epoch", "0"),
+           json_object_object_get_ex(el, "acting", &v) && json_object_get_boolean(v)
+               ? "acting (majority reached)"
+               : "not acting here");
+    printf("  peers:");
+    for (i = 0; members && i < json_object_array_length(members); i++) {
+        json_object *m = json_object_array_get_idx(members, i);
+        int alive = json_object_object_get_ex(m, "alive", &v) && json_object_get_boolean(v);
+        int self = json_object_object_get_ex(m, "self", &v) && json_object_get_boolean(v);
+        printf(" %s (%s)", str_of(m, "host", "?"), self ? "this host" : alive ? "heard" : "silent");
+    }
+    printf("\n  elections %s, leader changes %s, dropped messages %lld\n",
+           str_of(counters, "elections", "0"), str_of(counters, "leader_changes", "0"),
+           sum_of(drops));
+}
+
 static void print_cloud(json_object *c)
 {
     json_object *members = NULL, *slots = NULL;
@@ -55,6 +99,7 @@ static void print_cloud(json_object *c)
         }
         printf("\n");
     }
+    print_election(c);
     if (!slots || !json_object_array_length(slots))
         return;
     printf("  %-28s %-22s %-16s %-16s %s\n", "SLOT", "ROLES", "IP", "HOST", "STATE");

@@ -374,6 +374,14 @@ static json_object *dispatch(outbuf_t *out, json_object *req, int *stopped, cl_e
                 if (!json_object_object_get_ex(c, "name", &nm))
                     continue;
                 el = cl_peers_status(peers, json_object_get_string(nm));
+                if (el && json_object_object_get_ex(el, "state", NULL)) {
+                    /* the election's word on leader and epoch, on every member alike */
+                    json_object *lv, *ev;
+                    if (json_object_object_get_ex(el, "leader", &lv))
+                        json_object_object_add(c, "leader", json_object_get(lv));
+                    if (json_object_object_get_ex(el, "epoch", &ev))
+                        json_object_object_add(c, "epoch", json_object_get(ev));
+                }
                 if (el)
                     json_object_object_add(c, "election", el);
             }
