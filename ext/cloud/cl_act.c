@@ -93,8 +93,11 @@ int cl_run_plan(cl_run_t *r, cl_slot_plan_t **out, cl_extra_t **extras, size_t *
             if (strcmp(r->doms.v[k].slot, sl->name) != 0)
                 continue;
             used[k] = 1;
+            /* keep a running copy; of two running ones, the newer leader's (higher epoch) */
             if (keep < 0 ||
-                (r->doms.v[k].state == CL_DOM_RUNNING && r->doms.v[keep].state != CL_DOM_RUNNING)) {
+                (r->doms.v[k].state == CL_DOM_RUNNING && r->doms.v[keep].state != CL_DOM_RUNNING) ||
+                (r->doms.v[k].state == r->doms.v[keep].state &&
+                 r->doms.v[k].epoch > r->doms.v[keep].epoch)) {
                 if (keep >= 0) {
                     x[nx].dom = keep;
                     x[nx++].why = "duplicate";

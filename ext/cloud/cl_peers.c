@@ -26,6 +26,9 @@
 #include "cl_run.h"
 #include "cl_state.h"
 
+#define CL_PEERS_QUIET_CONNECT_MS 300 /* a member not heard lately: connect within this */
+#define CL_PEERS_QUIET_REPLY_MS 1000  /* ... and answer within this, or it is down */
+
 typedef struct peer_cloud {
     char name[CL_NAME_MAX + 1];
     cl_spec_t *spec;    /* owned: the hypervisor for served operations, the pool */
@@ -297,13 +300,19 @@ static cl_host_t *hook_remote(void *ud, const cl_spec_t *spec, const char *host,
     if (!c)
         cl_err_set(err, CL_ERR_ELECTION, 0, host, "connect", "cloud %s is not joined here",
                    spec->name);
-    else if (cl_elect_acting(p->elect, spec->name) && !heard(p, spec->name, host))
-        /* the acting leader hears every live member (their acks): a silent one is down */
-        cl_err_set(err, CL_ERR_ELECTION, 0, host, "connect",
-                   "its daemon has not been heard within the heartbeat timeout");
-    else
+    else {
+        int quiet = !heard(p, spec->name, host);
         h = cl_host_remote_new(host, addr, p->port, spec->name, c->key, c->keylen, p->address,
                                cl_elect_incarnation(p->elect), err);
+        /*
+         * A member the election has not heard lately (stopped, cut off, or just back from a
+         * partition and not yet acknowledged) is still asked, but briefly: a silent one is
+         * then down, a reachable one shows its VMs (no second copy is placed beside them).
+         */
+        if (h && quiet)
+            cl_host_remote_set_timeouts(h, CL_PEERS_QUIET_CONNECT_MS, CL_PEERS_QUIET_REPLY_MS,
+                                        CL_PEERS_QUIET_CONNECT_MS);
+    }
     pthread_mutex_unlock(&p->lock);
     return h;
 }
