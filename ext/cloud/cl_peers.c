@@ -301,13 +301,15 @@ static cl_host_t *hook_remote(void *ud, const cl_spec_t *spec, const char *host,
         cl_err_set(err, CL_ERR_ELECTION, 0, host, "connect", "cloud %s is not joined here",
                    spec->name);
     else {
-        int quiet = !heard(p, spec->name, host);
+        /* a follower only reads (status): it never waits long on a silent host either */
+        int quiet = !cl_elect_acting(p->elect, spec->name) || !heard(p, spec->name, host);
         h = cl_host_remote_new(host, addr, p->port, spec->name, c->key, c->keylen, p->address,
                                cl_elect_incarnation(p->elect), err);
         /*
          * A member the election has not heard lately (stopped, cut off, or just back from a
          * partition and not yet acknowledged) is still asked, but briefly: a silent one is
          * then down, a reachable one shows its VMs (no second copy is placed beside them).
+         * A follower's questions (status) are brief too.
          */
         if (h && quiet)
             cl_host_remote_set_timeouts(h, CL_PEERS_QUIET_CONNECT_MS, CL_PEERS_QUIET_REPLY_MS,
