@@ -50,6 +50,7 @@ struct cl_peers {
     cl_engine_t *engine;
     peer_cloud_t *clouds;
     size_t nclouds;
+    cl_bully_config_t timers; /* election timers (persist fields unused) */
 };
 
 /* ========================================================================================== */
@@ -332,6 +333,23 @@ void cl_peers_set_engine(cl_peers_t *p, cl_engine_t *e)
     p->engine = e;
 }
 
+void cl_peers_set_timers(cl_peers_t *p, const cl_bully_config_t *t)
+{
+    cl_bully_config_default(&p->timers);
+    if (!t)
+        return;
+    if (t->hb_interval_ms)
+        p->timers.hb_interval_ms = t->hb_interval_ms;
+    if (t->hb_timeout_ms)
+        p->timers.hb_timeout_ms = t->hb_timeout_ms;
+    if (t->answer_timeout_ms)
+        p->timers.answer_timeout_ms = t->answer_timeout_ms;
+    if (t->coord_timeout_ms)
+        p->timers.coord_timeout_ms = t->coord_timeout_ms;
+    if (t->quorum_window_ms)
+        p->timers.quorum_window_ms = t->quorum_window_ms;
+}
+
 /* ========================================================================================== */
 /* Life cycle                                                                                 */
 /* ========================================================================================== */
@@ -377,6 +395,7 @@ cl_peers_t *cl_peers_new(const char *address, unsigned port, const char *state_d
     p->tcp_fd = -1;
     p->udp_watch = p->tcp_watch = p->timer = -1;
     pthread_mutex_init(&p->lock, NULL);
+    cl_bully_config_default(&p->timers);
     p->address = strdup(address);
     p->state_dir = strdup(state_dir);
     p->port = port ? port : CL_ELECT_PORT;
@@ -469,7 +488,8 @@ int cl_peers_join(cl_peers_t *p, const cl_spec_t *spec, cl_err_t *err)
     if (cl_spec_parse(spec->json, &own, err) < 0)
         goto cleanup;
     pthread_mutex_lock(&p->lock);
-    if (cl_elect_join(p->elect, spec->name, spec->pool, spec->npool, key, keylen, NULL, err) < 0 ||
+    if (cl_elect_join(p->elect, spec->name, spec->pool, spec->npool, key, keylen, &p->timers, err) <
+            0 ||
         cl_rpc_server_add_cloud(p->rpc, spec->name, key, keylen, spec->pool, spec->npool, err) <
             0) {
         pthread_mutex_unlock(&p->lock);

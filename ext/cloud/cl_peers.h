@@ -9,6 +9,7 @@
 
 #include <json-c/json.h>
 
+#include "cl_bully.h"
 #include "cl_engine.h"
 #include "cl_err.h"
 #include "cl_spec.h"
@@ -20,6 +21,8 @@ typedef struct cl_peers cl_peers_t;
  * the election's and the fence's state under state_dir.  NULL and err on failure.
  */
 cl_peers_t *cl_peers_new(const char *address, unsigned port, const char *state_dir, cl_err_t *err);
+/* Election timers for the clouds joined from now on (NULL fields/zeros: the defaults). */
+void cl_peers_set_timers(cl_peers_t *p, const cl_bully_config_t *timers);
 void cl_peers_free(cl_peers_t *p); /* NULL-safe; call after the event loop stopped */
 /* The engine's hooks (ud = p); set the engine once it exists (for local hosts and takeovers). */
 void cl_peers_hooks(cl_peers_t *p, cl_engine_peers_t *out);

@@ -23,6 +23,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "cl_bully.h"
 #include "cl_ctl.h"
 #include "cl_engine.h"
 #include "cl_err.h"
@@ -51,6 +52,7 @@ static struct {
     int debug;
     unsigned idle_exit_ms;
     unsigned peer_port;
+    cl_bully_config_t timers; /* zeros: the defaults of cl_timeouts.h */
     cl_addrs_t addresses;
 } opt;
 
@@ -638,6 +640,10 @@ static void usage(FILE *fp)
         "                     interface addresses)\n"
         "  --peer-port N      UDP (election) and TCP (host operations) port of the peer\n"
         "                     layer, on the first --address (default 7946)\n"
+        "  --hb-interval-ms N, --hb-timeout-ms N, --answer-timeout-ms N, --coord-timeout-ms N,\n"
+        "  --quorum-window-ms N\n"
+        "                     election timers (defaults 50, 250, 60, 200, 250: see\n"
+        "                     doc/ELECTION.md); the same on every pool host\n"
         "  --embedded         started by the provider: exit once no cloud is left\n"
         "  --idle-exit-ms N   embedded mode: exit after N ms with no cloud (default %d)\n"
         "  --daemonize        fork into the background once the socket is ready\n"
@@ -659,6 +665,11 @@ static int parse_args(int argc, char **argv)
                                              {"debug", no_argument, NULL, 'g'},
                                              {"idle-exit-ms", required_argument, NULL, 'i'},
                                              {"peer-port", required_argument, NULL, 'P'},
+                                             {"hb-interval-ms", required_argument, NULL, 1001},
+                                             {"hb-timeout-ms", required_argument, NULL, 1002},
+                                             {"answer-timeout-ms", required_argument, NULL, 1003},
+                                             {"coord-timeout-ms", required_argument, NULL, 1004},
+                                             {"quorum-window-ms", required_argument, NULL, 1005},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
     int c;
@@ -674,6 +685,27 @@ static int parse_args(int argc, char **argv)
         case 'l': opt.log_path = optarg; break;
         case 'p': opt.pid_path = optarg; break;
         case 'g': opt.debug = 1; break;
+        case 1001:
+        case 1002:
+        case 1003:
+        case 1004:
+        case 1005: {
+            char *end;
+            unsigned long v = strtoul(optarg, &end, 10);
+            uint64_t *slot[] = {&opt.timers.hb_interval_ms, &opt.timers.hb_timeout_ms,
+                                &opt.timers.answer_timeout_ms, &opt.timers.coord_timeout_ms,
+                                &opt.timers.quorum_window_ms};
+            if (*end || v == 0 || v > 600000) {
+                static const char *const names[] = {"hb-interval-ms", "hb-timeout-ms",
+                                                    "answer-timeout-ms", "coord-timeout-ms",
+                                                    "quorum-window-ms"};
+                fprintf(stderr, "cloudd: --%s: '%s' is not a number of ms (1..600000)\n",
+                        names[c - 1001], optarg);
+                return -1;
+            }
+            *slot[c - 1001] = v;
+            break;
+        }
         case 'P': {
             char *end;
             unsigned long v = strtoul(optarg, &end, 10);
@@ -790,6 +822,7 @@ int main(int argc, char **argv)
         /* a peer identity: this daemon takes part in the elections of pools of several hosts */
         peers = cl_peers_new(opt.addresses.v[0], opt.peer_port, opt.state_dir, &err);
         if (peers) {
+            cl_peers_set_timers(peers, &opt.timers);
             cl_peers_hooks(peers, &peer_hooks);
             eo.peers = &peer_hooks;
         } else {
