@@ -37,7 +37,12 @@ NS_LIST = ENV.fetch('N', '3 5 9').split.map(&:to_i)
 TRIALS = Integer(ENV.fetch('TRIALS', '50'))
 KA_TRIALS = Integer(ENV.fetch('KEEPALIVED_TRIALS', TRIALS.to_s))
 LOAD_SECONDS = Integer(ENV.fetch('LOAD_SECONDS', '60'))
-TOOLS = ENV.fetch('TOOLS', 'cloudd keepalived keepalived_eq').split
+TOOLS = ENV.fetch('TOOLS', 'cloudd cloudd_eq keepalived keepalived_eq').split
+# cloudd at keepalived's advert_int 0.1: the same heartbeat interval, timeout 3 intervals (as
+# VRRP's master-down interval), a short answer wait (a LAN)
+CLOUDD_EQ_ARGS = ENV.fetch('CLOUDD_EQ_ARGS',
+                           '--hb-interval-ms 100 --hb-timeout-ms 300 --answer-timeout-ms 30 ' \
+                           '--quorum-window-ms 300').split
 CLOUD = 'fo'
 
 def dbg(msg) = ENV['DEBUG'] && warn("debug: #{msg}")
@@ -123,7 +128,8 @@ PORT = 20_000 + ((Process.pid + 7) % 20_000)
 class CloudPool
   attr_reader :hosts, :pids
 
-  def initialize(n)
+  def initialize(n, extra = [])
+    @extra = extra
     @hosts = (2..n + 1).map { |i| "127.0.0.#{i}" }
     @dir = File.join(TMP, "cloudd-#{n}")
     @pids = {}
@@ -142,7 +148,7 @@ class CloudPool
   def start(h)
     FileUtils.mkdir_p(dir(h))
     @pids[h] = spawn_tracked(BIN, '--socket', sock(h), '--state-dir', File.join(dir(h), 'state'),
-                             '--address', h, '--peer-port', PORT.to_s, '--log', log(h))
+                             '--address', h, '--peer-port', PORT.to_s, '--log', log(h), *@extra)
     wait_for("cloudd #{h}", every: 0.02) { File.socket?(sock(h)) && call(h, 'op' => 'hello') }
   end
 
@@ -412,11 +418,12 @@ NS_LIST.each do |n|
     begin
       pool = case tool
              when 'cloudd' then CloudPool.new(n)
+             when 'cloudd_eq' then CloudPool.new(n, CLOUDD_EQ_ARGS)
              when 'keepalived' then KaPool.new(n, nil)
              when 'keepalived_eq' then KaPool.new(n, 0.1)
              else raise "unknown tool #{tool}"
              end
-      trials = tool == 'cloudd' ? TRIALS : KA_TRIALS
+      trials = tool.start_with?('cloudd') ? TRIALS : KA_TRIALS
       %i[silent crash].each do |fault|
         trials.times do
           ms, m, src = pool.trial(fault)
@@ -451,7 +458,7 @@ puts '| tool | fault | N | trials | p50 ms | p99 ms | max ms | msgs/election p50
 puts '|---|---|---|---|---|---|---|---|'
 results.keys.sort_by { |t, f, n| [n, TOOLS.index(t), f] }.each do |key|
   r = results[key]
-  m = key[0] == 'cloudd' ? pct(msgs[[key[1], key[2]]] || [], 50) : nil
+  m = key[0].start_with?('cloudd') ? pct(msgs[[key[1], key[2]]] || [], 50) : nil
   puts format('| %s | %s | %d | %d | %.0f | %.0f | %.0f | %s |', *key, r.size, pct(r, 50), pct(r, 99), r.max,
               m || '-')
 end
@@ -461,6 +468,6 @@ fmt = ->(k) { (r = results[k]) ? pct(r, 50).round.to_s : 'NA' }
 puts "failover_ms silent_p50=#{fmt[['cloudd', :silent, n3]]} " \
      "silent_p99=#{(r = results[['cloudd', :silent, n3]]) ? pct(r, 99).round : 'NA'} " \
      "crash_p50=#{fmt[['cloudd', :crash, n3]]} keepalived_p50=#{fmt[['keepalived', :silent, n3]]} " \
-     "keepalived_eq_p50=#{fmt[['keepalived_eq', :silent, n3]]} eq_p50=#{fmt[['cloudd', :silent, n3]]} " \
+     "keepalived_eq_p50=#{fmt[['keepalived_eq', :silent, n3]]} eq_p50=#{fmt[[TOOLS.include?('cloudd_eq') ? 'cloudd_eq' : 'cloudd', :silent, n3]]} " \
      "spurious=#{spurious.nil? ? 'NA' : spurious}"
 exit(failures.empty? ? 0 : 1)
