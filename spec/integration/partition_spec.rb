@@ -22,7 +22,12 @@ require 'time'
 $LOAD_PATH.unshift(File.expand_path('../../lib', __dir__))
 require 'cloud_ext'
 
+require_relative 'support/cloudd_pool'
+
 RSpec.describe 'a pool of three hosts split by a network partition' do
+  include ClouddPool
+
+  def cloud_name = 'pp'
   root = File.expand_path('../..', __dir__)
   lab = File.join(root, 'test/lab/netns-pool')
   hosts = %w[10.77.0.1 10.77.0.2 10.77.0.3].freeze
@@ -93,21 +98,7 @@ RSpec.describe 'a pool of three hosts split by a network partition' do
     wait_for("cloudd #{host} to answer") { File.socket?(sock(host)) && call(host, 'op' => 'hello') }
   end
 
-  def stop_pid(pid, sig = 'TERM')
-    Process.kill(sig, pid)
-    Process.wait(pid)
-  rescue Errno::ESRCH, Errno::ECHILD
-    nil
-  end
 
-  def call(host, req)
-    UNIXSocket.open(sock(host)) do |s|
-      s.write("#{JSON.generate(req.merge('v' => 1))}\n")
-      JSON.parse(s.read.lines.last)
-    end
-  rescue SystemCallError, JSON::ParserError
-    nil
-  end
 
   def spec
     {
@@ -124,10 +115,6 @@ RSpec.describe 'a pool of three hosts split by a network partition' do
   def cloud(host) = Cloud.new(spec, socket: sock(host), state_dir: File.join(dir(host), 'state'),
                                     autostart: false)
 
-  def status(host)
-    doc = call(host, 'op' => 'status', 'name' => 'pp')
-    doc && doc['clouds'] && doc['clouds'].first
-  end
 
   def election(host) = status(host)&.dig('election')
 

@@ -16,7 +16,12 @@ require 'cloud_ext'
 POOL_ROOT = File.expand_path('../..', __dir__)
 POOL_HOSTS = %w[127.0.0.2 127.0.0.3 127.0.0.4].freeze
 
+require_relative 'support/cloudd_pool'
+
 RSpec.describe 'a pool of three hosts' do
+  include ClouddPool
+
+  def cloud_name = 'pw'
 
 
   before(:all) do
@@ -47,21 +52,7 @@ RSpec.describe 'a pool of three hosts' do
     wait_for("cloudd #{host} to answer") { File.socket?(sock(host)) && call(host, 'op' => 'hello') }
   end
 
-  def stop_pid(pid, sig = 'TERM')
-    Process.kill(sig, pid)
-    Process.wait(pid)
-  rescue Errno::ESRCH, Errno::ECHILD
-    nil
-  end
 
-  def call(host, req)
-    UNIXSocket.open(sock(host)) do |s|
-      s.write("#{JSON.generate(req.merge('v' => 1))}\n")
-      JSON.parse(s.read.lines.last)
-    end
-  rescue SystemCallError
-    nil
-  end
 
   def spec(ensure_ = 'running')
     {
@@ -78,21 +69,7 @@ RSpec.describe 'a pool of three hosts' do
   def cloud(host) = Cloud.new(spec, socket: sock(host), state_dir: File.join(dir(host), 'state'),
                                     autostart: false)
 
-  def status(host)
-    doc = call(host, 'op' => 'status', 'name' => 'pw')
-    doc && doc['clouds'] && doc['clouds'].first
-  end
 
-  def wait_for(what, timeout: 10)
-    deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + timeout
-    loop do
-      value = yield
-      return value if value
-      raise "timed out after #{timeout}s waiting for #{what}" if Process.clock_gettime(Process::CLOCK_MONOTONIC) > deadline
-
-      sleep 0.02
-    end
-  end
 
   it 'elects the first host of the pool, seen alike by every member' do
     POOL_HOSTS.each { |h| expect(cloud(h).member?).to be(true) }
