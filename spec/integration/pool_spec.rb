@@ -138,6 +138,46 @@ RSpec.describe 'a pool of three hosts' do
     expect(st['domains']).to eq(3)
   end
 
+  it 'runs a second cloud on the same hosts, with its own leader, independently' do
+    other = spec.merge('name' => 'px', 'pool' => POOL_HOSTS.reverse,
+                       'slots' => spec['slots'].map { |sl| sl.merge('name' => sl['name'].sub('pw-', 'px-'), 'ip' => sl['ip'].sub('10.0.9.', '10.0.8.')) })
+    POOL_HOSTS.each { |h| expect(call(h, 'op' => 'leader', 'spec' => other)).to include('ok' => true) }
+    wait_for('127.0.0.4 to lead px with every member heard') do
+      el = call('127.0.0.4', 'op' => 'status', 'name' => 'px')&.dig('clouds', 0, 'election')
+      el && el['acting'] && el['members'].all? { |m| m['alive'] }
+    end
+    res = call('127.0.0.4', 'op' => 'apply', 'spec' => other)
+    expect(res).to include('ok' => true, 'changed' => 3)
+    px = call('127.0.0.4', 'op' => 'status', 'name' => 'px')['clouds'].first
+    expect(px['state']).to eq('running')
+    expect(px['leader']).to eq('127.0.0.4')
+    expect(status('127.0.0.2')['leader']).to eq('127.0.0.2') # pw keeps its own leader
+    expect(status('127.0.0.2')['state']).to eq('running')
+    %w[127.0.0.2 127.0.0.3].each do |h|
+      expect(call(h, 'op' => 'stop', 'name' => 'px', 'spec' => other.merge('ensure' => 'stopped')))
+        .to include('forgotten' => true)
+    end
+    stop = call('127.0.0.4', 'op' => 'stop', 'name' => 'px', 'spec' => other.merge('ensure' => 'stopped'))
+    expect(stop).to include('ok' => true)
+    expect(status('127.0.0.2')['state']).to eq('running') # stopping px left pw alone
+  end
+
+  it 're-places the slot of a killed member on the next monitor cycle, the leader staying' do
+    victim = status('127.0.0.2')['slots'].find { |sl| sl['host'] == '127.0.0.4' }
+    expect(victim).not_to be_nil
+    stop_pid(@pids.delete('127.0.0.4'), 'KILL')
+    res = wait_for('the monitor cycle to re-place the slot') do
+      r = call('127.0.0.2', 'op' => 'monitor', 'name' => 'pw')
+      r if r && r['ok'] && r['status']['slots'].none? { |sl| sl['host'] == '127.0.0.4' }
+    end
+    expect(res['status']['state']).to eq('running')
+    expect(status('127.0.0.2')['leader']).to eq('127.0.0.2')
+    start_daemon('127.0.0.4')
+    wait_for('127.0.0.4 to rejoin') do
+      status('127.0.0.2')&.dig('election', 'members')&.all? { |m| m['alive'] }
+    end
+  end
+
   it 'tears the cloud down from the leader, members forgetting it' do
     stopped = spec('stopped')
     %w[127.0.0.3 127.0.0.4].each do |h|
