@@ -124,6 +124,13 @@ File.chmod(0o600, SECRET)
 TEMPLATE = File.read(File.join(ROOT, 'modules/web/files/template-test.xml'))
 PORT = 20_000 + ((Process.pid + 7) % 20_000)
 
+# The fault lands at a random phase of the heartbeat/advert cycle (uniform over PHASE_MS, default
+# 1000 ms, longer than every interval measured): waiting for stability aligns the script with
+# the tool's own messages, which would otherwise bias one tool or the other.
+PHASE_MS = Integer(ENV.fetch('PHASE_MS', '1000'))
+PHASE_RNG = Random.new(Integer(ENV.fetch('SEED', '1')))
+def random_phase = sleep(PHASE_RNG.rand(PHASE_MS) / 1000.0)
+
 # ---------------------------------------------------------------------------------------- cloudd
 class CloudPool
   attr_reader :hosts, :pids
@@ -212,6 +219,7 @@ class CloudPool
     dbg 'offsets'
     before = counters(live)
     dbg 'counters'
+    random_phase
     t0 = now_ms
     Process.kill(fault == :crash ? 'KILL' : 'STOP', @pids[victim])
     new_leader = nil
@@ -375,6 +383,7 @@ class KaPool
   def trial(fault)
     mark = events.size
     victim = child(0) or raise 'no VRRP child of member 0'
+    random_phase
     t0 = now_ms
     Process.kill(fault == :crash ? 'KILL' : 'STOP', victim)
     ev = wait_for('a new keepalived master', timeout: 30, every: 0.005) do
