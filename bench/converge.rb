@@ -77,6 +77,26 @@ def now
   Process.clock_gettime(Process::CLOCK_MONOTONIC)
 end
 
+# Is a child this script started still running (not yet reaped)?
+def child_alive?(pid)
+  Process.waitpid(pid, Process::WNOHANG).nil?
+rescue Errno::ECHILD
+  false
+end
+
+# A child this script started: TERM, then KILL after grace seconds; reaped either way.
+def terminate(pid, grace)
+  Process.kill('TERM', pid)
+  deadline = now + grace
+  sleep 0.02 while child_alive?(pid) && now < deadline
+  return unless child_alive?(pid)
+
+  Process.kill('KILL', pid)
+  Process.wait(pid)
+rescue Errno::ESRCH, Errno::ECHILD
+  nil
+end
+
 def log(msg)
   warn "[bench #{Time.now.strftime('%H:%M:%S')}] #{msg}"
 end
@@ -183,18 +203,12 @@ class Product
                          '--state-dir', @state, '--log', @log,
                          in: File::NULL, out: File::NULL, err: [@log, 'a'])
     deadline = now + 15
-    sleep 0.02 until Cloud.daemon_running?(socket: @socket) || now > deadline || !alive?
+    sleep 0.02 until Cloud.daemon_running?(socket: @socket) || now > deadline || !child_alive?(@pid)
     raise "cloudd did not answer on #{@socket}; see #{@log}" unless Cloud.daemon_running?(socket: @socket)
     log "product: cloudd pid #{@pid} on #{@socket}"
   end
 
   attr_reader :pid
-
-  def alive?
-    Process.waitpid(@pid, Process::WNOHANG).nil?
-  rescue Errno::ECHILD
-    false
-  end
 
   def run(n)
     spec = spec(n)
@@ -234,17 +248,7 @@ class Product
   end
 
   def close
-    return unless @pid
-    Process.kill('TERM', @pid)
-    deadline = now + 5
-    sleep 0.02 while alive? && now < deadline
-    if alive?
-      Process.kill('KILL', @pid)
-      Process.wait(@pid)
-    end
-  rescue Errno::ESRCH, Errno::ECHILD
-    nil
-  ensure
+    terminate(@pid, 5) if @pid
     @pid = nil
   end
 end
@@ -289,8 +293,8 @@ class Virsh
                          err: [:child, :out])
     @uri = "test+unix:///default?socket=#{@sockdir}/libvirt-sock"
     deadline = now + 20
-    sleep 0.05 until File.socket?("#{@sockdir}/libvirt-sock") || now > deadline || !alive?
-    raise "libvirtd did not start; see #{@dir}/libvirtd.out and libvirtd.log" unless alive? && File.socket?("#{@sockdir}/libvirt-sock")
+    sleep 0.05 until File.socket?("#{@sockdir}/libvirt-sock") || now > deadline || !child_alive?(@pid)
+    raise "libvirtd did not start; see #{@dir}/libvirtd.out and libvirtd.log" unless child_alive?(@pid) && File.socket?("#{@sockdir}/libvirt-sock")
     # The holder: the test driver's state lives only while some client stays connected.
     @holder = nil
     until @holder
@@ -306,12 +310,6 @@ class Virsh
   end
 
   attr_reader :pid
-
-  def alive?
-    Process.waitpid(@pid, Process::WNOHANG).nil?
-  rescue Errno::ECHILD
-    false
-  end
 
   def virsh(*args)
     ok = system('virsh', '-q', '-c', @uri, *args, in: File::NULL, out: File::NULL, err: [@errlog, 'a'])
@@ -381,17 +379,7 @@ class Virsh
       nil
     end
     @holder = nil
-    return unless @pid
-    Process.kill('TERM', @pid)
-    deadline = now + 10
-    sleep 0.05 while alive? && now < deadline
-    if alive?
-      Process.kill('KILL', @pid)
-      Process.wait(@pid)
-    end
-  rescue Errno::ESRCH, Errno::ECHILD
-    nil
-  ensure
+    terminate(@pid, 10) if @pid
     @pid = nil
   end
 end
