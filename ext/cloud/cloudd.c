@@ -417,14 +417,13 @@ static json_object *dispatch(outbuf_t *out, json_object *req, int *stopped, cl_e
             json_object_object_add(res, "epoch", json_object_new_int64((int64_t)ep));
             json_object_object_add(res, "election", cl_peers_status(peers, spec->name));
         } else {
+            /* the epoch is in the cloud's state file: no need to scan the hypervisor */
             json_object *st = NULL;
             cl_err_t e2;
             int64_t epoch = 0;
-            if (cl_engine_status(engine, spec->name, spec, &st, &e2) == 0) {
-                json_object *c = json_object_array_get_idx(json_object_object_get(st, "clouds"), 0);
-                if (c && json_object_object_get_ex(c, "epoch", &v))
-                    epoch = json_object_get_int64(v);
-            }
+            if (cl_state_load(opt.state_dir, spec->name, &st, &e2) > 0 &&
+                json_object_object_get_ex(st, "epoch", &v))
+                epoch = json_object_get_int64(v);
             json_object_put(st);
             json_object_object_add(res, "epoch", json_object_new_int64(epoch));
         }
