@@ -41,6 +41,9 @@ struct cl_bully {
     uint64_t unfit_until; /* after a failed persist: answers no ELECTION until then */
     int prom;             /* member our acks support (-1: none may be supported yet) */
     uint64_t prom_until;  /* until then, no ack (and no own vote) for another member */
+    int owed;             /* FOLLOWER: an ack withheld for a promise, sent when it runs out */
+    cl_msg_type_t owed_type;
+    uint64_t owed_round;
     uint64_t *ack_until;  /* LEADER: per member, when its freshest ack stops counting */
     cl_bully_stats_t stats;
 };
@@ -266,6 +269,7 @@ static void leave_leadership(cl_bully_t *b, cl_bully_out_t *out)
 static void follow(cl_bully_t *b, uint64_t now, int p, uint64_t e, cl_bully_out_t *out)
 {
     leave_leadership(b, out);
+    b->owed = 0;
     b->state = CL_BULLY_FOLLOWER;
     set_leader(b, p);
     b->epoch = e;
@@ -278,17 +282,37 @@ static void ack_claim(cl_bully_t *b, uint64_t now, const cl_msg_t *m, cl_bully_o
     if (!m->has_round)
         return; /* an ack could not be dated by the leader */
     if (!may_support(b, b->leader, now)) {
+        /*
+         * Promised to the previous leader: owe this one the ack until the promise runs out
+         * (the leader dates it by when it sent the round, so a late ack is still safe), rather
+         * than making it wait for its next heartbeat.
+         */
         b->stats.acks_withheld++;
+        b->owed = 1;
+        b->owed_type = m->type == CL_MSG_HB ? CL_MSG_HB_ACK : CL_MSG_COORD_ACK;
+        b->owed_round = m->round;
         return;
     }
+    b->owed = 0;
     b->prom = b->leader;
     b->prom_until = now + b->cfg.quorum_window_ms;
     emit(b, out, m->type == CL_MSG_HB ? CL_MSG_HB_ACK : CL_MSG_COORD_ACK, b->leader, b->seen, 1,
          b->epoch, 1, m->round);
 }
 
+/* FOLLOWER: pay an owed ack once the promise that withheld it has run out. */
+static void pay_ack(cl_bully_t *b, uint64_t now, cl_bully_out_t *out)
+{
+    if (!b->owed || b->state != CL_BULLY_FOLLOWER || !may_support(b, b->leader, now))
+        return;
+    b->owed = 0;
+    b->prom = b->leader;
+    b->prom_until = now + b->cfg.quorum_window_ms;
+    emit(b, out, b->owed_type, b->leader, b->seen, 1, b->epoch, 1, b->owed_round);
+}
+
 static void update_quorum(cl_bully_t *b, uint64_t now, cl_bully_out_t *out);
-static void start_election(cl_bully_t *b, uint64_t now, cl_bully_out_t *out);
+static void start_election(cl_bully_t *b, uint64_t now, cl_bully_out_t *out, int silent);
 
 /* No ANSWER: take the next own epoch, persist it, then announce it. */
 static void win(cl_bully_t *b, uint64_t now, cl_bully_out_t *out)
@@ -326,7 +350,7 @@ static void reassert(cl_bully_t *b, uint64_t now, cl_bully_out_t *out)
     uint64_t e = next_epoch(b);
 
     if (e > CL_MSG_NUM_MAX || learn(b, e) < 0) {
-        start_election(b, now, out);
+        start_election(b, now, out, -1);
         return;
     }
     b->epoch = e;
@@ -334,13 +358,18 @@ static void reassert(cl_bully_t *b, uint64_t now, cl_bully_out_t *out)
     b->next_hb = now + b->cfg.hb_interval_ms;
 }
 
-static void start_election(cl_bully_t *b, uint64_t now, cl_bully_out_t *out)
+/*
+ * silent: the leader whose heartbeats stopped for hb_timeout, or -1.  When it was the only member
+ * above us nobody is left to answer: win at once instead of after answer_timeout (a leader that
+ * was merely slow outbids our COORDINATOR with a newer epoch of its own, as after any election).
+ */
+static void start_election(cl_bully_t *b, uint64_t now, cl_bully_out_t *out, int silent)
 {
     leave_leadership(b, out);
     b->state = CL_BULLY_ELECTING;
     b->leader = -1;
     b->stats.elections++;
-    if (b->me == 0) { /* nobody to ask */
+    if (b->me == 0 || (b->me == 1 && silent == 0)) { /* nobody (else) to ask */
         win(b, now, out);
         return;
     }
@@ -364,10 +393,10 @@ static void update_quorum(cl_bully_t *b, uint64_t now, cl_bully_out_t *out)
         b->acting = b->acted = 1;
         out->gained_acting = 1;
     } else if (!q && b->acting) {
-        start_election(b, now, out);
+        start_election(b, now, out, -1);
     } else if (!q && !b->acted &&
                now >= b->since + b->cfg.quorum_window_ms + b->cfg.hb_timeout_ms) {
-        start_election(b, now, out);
+        start_election(b, now, out, -1);
     }
 }
 
@@ -377,7 +406,11 @@ static void set_deadline(const cl_bully_t *b, uint64_t now, cl_bully_out_t *out)
     unsigned m;
 
     switch (b->state) {
-    case CL_BULLY_FOLLOWER: d = b->heard + b->cfg.hb_timeout_ms; break;
+    case CL_BULLY_FOLLOWER:
+        d = b->heard + b->cfg.hb_timeout_ms;
+        if (b->owed && b->prom_until > now && b->prom_until < d)
+            d = b->prom_until;
+        break;
     case CL_BULLY_LEADER:
         d = b->next_hb;
         if (b->prom != (int)b->me && b->prom_until > now && b->prom_until < d)
@@ -452,7 +485,7 @@ static void on_claim(cl_bully_t *b, uint64_t now, const cl_msg_t *m, cl_bully_ou
         follow(b, now, p, e, out);
         ack_claim(b, now, m, out);
     } else if (b->state == CL_BULLY_JOINING || b->state == CL_BULLY_FOLLOWER) {
-        start_election(b, now, out); /* a lower member leads while we live: take over */
+        start_election(b, now, out, -1); /* a lower member leads while we live: take over */
     }
 }
 
@@ -473,10 +506,10 @@ static void on_election(cl_bully_t *b, uint64_t now, const cl_msg_t *m, cl_bully
         else
             emit(b, out, CL_MSG_COORDINATOR, p, b->epoch, 0, 0, 1, new_round(b, now));
         break;
-    case CL_BULLY_JOINING: start_election(b, now, out); break;
+    case CL_BULLY_JOINING: start_election(b, now, out, -1); break;
     case CL_BULLY_FOLLOWER:
-        if (!live)
-            start_election(b, now, out);
+        if (!live) /* our leader went silent too, we had not looked yet */
+            start_election(b, now, out, b->leader);
         break;
     default: break; /* already electing or waiting for a higher member */
     }
@@ -542,11 +575,13 @@ void cl_bully_on_timer(cl_bully_t *b, uint64_t now, cl_bully_out_t *out)
     switch (b->state) {
     case CL_BULLY_JOINING:
         if (now >= b->timer)
-            start_election(b, now, out);
+            start_election(b, now, out, -1);
         break;
     case CL_BULLY_FOLLOWER:
         if (now >= b->heard + b->cfg.hb_timeout_ms)
-            start_election(b, now, out); /* the leader went silent */
+            start_election(b, now, out, b->leader); /* the leader went silent */
+        else
+            pay_ack(b, now, out);
         break;
     case CL_BULLY_ELECTING:
         if (now >= b->timer)
@@ -554,7 +589,7 @@ void cl_bully_on_timer(cl_bully_t *b, uint64_t now, cl_bully_out_t *out)
         break;
     case CL_BULLY_WAITING:
         if (now >= b->timer)
-            start_election(b, now, out); /* it answered but never announced */
+            start_election(b, now, out, -1); /* it answered but never announced */
         break;
     case CL_BULLY_LEADER:
         update_quorum(b, now, out);
