@@ -44,7 +44,7 @@ struct cl_bully {
     int owed;             /* FOLLOWER: an ack withheld for a promise, sent when it runs out */
     cl_msg_type_t owed_type;
     uint64_t owed_round;
-    uint64_t *ack_until;  /* LEADER: per member, when its freshest ack stops counting */
+    uint64_t *ack_until; /* LEADER: per member, when its freshest ack stops counting */
     cl_bully_stats_t stats;
 };
 
