@@ -9,6 +9,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <libvirt/libvirt.h>
 #include <limits.h>
 #include <netdb.h>
@@ -20,11 +21,14 @@
 #include <unistd.h>
 
 #include "cl_elect.h"
+#include "cl_handover.h"
 #include "cl_log.h"
 #include "cl_msg.h"
 #include "cl_rpc.h"
 #include "cl_run.h"
 #include "cl_state.h"
+#include "cl_time.h"
+#include "cl_timeouts.h"
 
 #define CL_PEERS_QUIET_CONNECT_MS 300 /* a member not heard lately: connect within this */
 #define CL_PEERS_QUIET_REPLY_MS 1000  /* ... and answer within this, or it is down */
@@ -51,6 +55,8 @@ struct cl_peers {
     peer_cloud_t *clouds;
     size_t nclouds;
     cl_bully_config_t timers; /* election timers (persist fields unused) */
+    cl_peers_control_fn control;
+    void *control_ud;
 };
 
 /* ========================================================================================== */
@@ -225,6 +231,215 @@ static void on_change(void *ud, const char *cloud, const char *leader, uint64_t 
     if (c)
         c->acting = acting;
     (void)leader;
+}
+
+/* ========================================================================================== */
+/* Cloud-level requests: who leads, and control requests handed to the leader                 */
+/* ========================================================================================== */
+
+static int same_pool(const cl_spec_t *a, const cl_spec_t *b)
+{
+    size_t i;
+
+    if (a->npool != b->npool)
+        return 0;
+    for (i = 0; i < a->npool; i++)
+        if (strcmp(a->pool[i], b->pool[i]) != 0)
+            return 0;
+    return 1;
+}
+
+/* A handed-over control request: one of the cloud's, for the cloud this leader joined. */
+static int control_check(peer_cloud_t *c, const char *cloud, json_object *req, cl_err_t *err)
+{
+    static const char *const ops[] = {"apply", "plan", "stop", "status"};
+    json_object *v;
+    cl_spec_t *spec = NULL;
+    const char *op = NULL;
+    size_t i;
+    int rc = -1;
+
+    if (json_object_object_get_ex(req, "op", &v) && json_object_is_type(v, json_type_string))
+        op = json_object_get_string(v);
+    for (i = 0; op && i < sizeof(ops) / sizeof(ops[0]) && strcmp(op, ops[i]) != 0; i++)
+        ;
+    if (!op || i == sizeof(ops) / sizeof(ops[0]))
+        return cl_err_set(err, CL_ERR_PROTO, 0, NULL, "control",
+                          "only apply, plan, stop and status are handed over, not '%.32s'",
+                          op ? op : "");
+    if (json_object_object_get_ex(req, "name", &v) &&
+        (!json_object_is_type(v, json_type_string) ||
+         strcmp(json_object_get_string(v), cloud) != 0))
+        return cl_err_set(err, CL_ERR_PROTO, 0, NULL, op, "the request names another cloud");
+    if (!json_object_object_get_ex(req, "spec", &v))
+        return cl_err_set(err, CL_ERR_PROTO, 0, NULL, op, "no spec in the request");
+    if (cl_spec_parse(v, &spec, err) < 0)
+        return -1;
+    if (strcmp(spec->name, cloud) != 0)
+        cl_err_set(err, CL_ERR_SPEC, 0, NULL, op, "name: the spec is of cloud %s, not %s",
+                   spec->name, cloud);
+    else if (!same_pool(spec, c->spec))
+        cl_err_set(err, CL_ERR_SPEC, 0, NULL, op,
+                   "pool: differs from the pool the members of cloud %s joined with: change "
+                   "the pool on the pool hosts' manifests",
+                   cloud);
+    else if (!spec->secret_file || strcmp(spec->secret_file, c->spec->secret_file) != 0)
+        cl_err_set(err, CL_ERR_SPEC, 0, NULL, op,
+                   "secret_file: differs from the one the members of cloud %s use (%s)", cloud,
+                   c->spec->secret_file);
+    else
+        rc = 0;
+    cl_spec_free(spec);
+    return rc;
+}
+
+/*
+ * cl_rpc's cloud-level requests, from members or from machines outside the pool, signed with
+ * the cloud's key: "leader" says who leads; "control" runs a request on this daemon as if it
+ * came from its socket, only while this host is the acting leader in the epoch named.
+ */
+static json_object *admin(void *ud, const char *cloud, int op, uint64_t epoch, json_object *args,
+                          cl_err_t *err)
+{
+    cl_peers_t *p = ud;
+    char leader[CL_MSG_SENDER_MAX + 1] = "";
+    json_object *res = NULL, *req = NULL, *events, *ans;
+    peer_cloud_t *c;
+    uint64_t ep = 0;
+    int li = -1, acting = 0, checked = -1;
+    cl_peers_control_fn fn;
+    void *fud;
+
+    pthread_mutex_lock(&p->lock);
+    c = find(p, cloud);
+    if (c && cl_elect_leader(p->elect, cloud, &li, &ep) == 1 && li >= 0 &&
+        (size_t)li < c->spec->npool) {
+        snprintf(leader, sizeof(leader), "%s", c->spec->pool[li]);
+        acting = strcmp(leader, p->address) == 0 && cl_elect_acting(p->elect, cloud);
+    }
+    if (c && op == CL_RPC_CONTROL && acting && epoch == ep) {
+        json_object_object_get_ex(args, "request", &req);
+        checked = control_check(c, cloud, req, err);
+    }
+    fn = p->control;
+    fud = p->control_ud;
+    pthread_mutex_unlock(&p->lock);
+    if (!c) {
+        cl_err_set(err, CL_ERR_ELECTION, 0, p->address, cl_rpc_op_name(op),
+                   "cloud %s is not known here: apply its manifest on this host", cloud);
+        return NULL;
+    }
+    if (op == CL_RPC_LEADER) {
+        res = json_object_new_object();
+        if (cl_rpc_json_put(res, "leader", leader[0] ? json_object_new_string(leader) : NULL) < 0 ||
+            cl_rpc_json_put(res, "epoch", json_object_new_int64((int64_t)ep)) < 0 ||
+            cl_rpc_json_put(res, "acting", json_object_new_boolean(acting)) < 0 ||
+            cl_rpc_json_put(res, "self", json_object_new_string(p->address)) < 0) {
+            json_object_put(res);
+            cl_err_set(err, CL_ERR_SYS, ENOMEM, p->address, "leader", "out of memory");
+            return NULL;
+        }
+        return res;
+    }
+    if (!acting) {
+        cl_err_set(err, CL_ERR_ELECTION, CL_RPC_NOT_LEADER, p->address, "control",
+                   "%s does not lead cloud %s (%s%s)", p->address, cloud,
+                   leader[0] ? leader : "no leader yet", leader[0] ? " leads" : "");
+        return NULL;
+    }
+    if (epoch != ep) {
+        cl_err_set(err, CL_ERR_ELECTION, CL_RPC_EPOCH_MOVED, p->address, "control",
+                   "the request is for epoch %" PRIu64 " of cloud %s, which is in epoch %" PRIu64
+                   " now",
+                   epoch, cloud, ep);
+        return NULL;
+    }
+    if (checked < 0)
+        return NULL;
+    if (!fn) {
+        cl_err_set(err, CL_ERR_ELECTION, 0, p->address, "control",
+                   "this cloudd takes no handed-over requests");
+        return NULL;
+    }
+    if (!(events = json_object_new_array())) {
+        cl_err_set(err, CL_ERR_SYS, ENOMEM, p->address, "control", "out of memory");
+        return NULL;
+    }
+    cl_log(CL_LOG_INFO, "+handover", "cloud=%s epoch=%" PRIu64 " op=%s", cloud, ep,
+           json_object_get_string(json_object_object_get(req, "op")));
+    if (!(ans = fn(fud, req, events, err))) {
+        json_object_put(events);
+        return NULL;
+    }
+    res = json_object_new_object();
+    if (cl_rpc_json_put(res, "answer", ans) < 0 ? (json_object_put(events), 1)
+                                                : cl_rpc_json_put(res, "events", events) < 0) {
+        json_object_put(res);
+        cl_err_set(err, CL_ERR_SYS, ENOMEM, p->address, "control", "out of memory");
+        return NULL;
+    }
+    return res;
+}
+
+static cl_host_t *hook_remote(void *ud, const cl_spec_t *spec, const char *host, cl_err_t *err);
+
+int cl_peers_forward(cl_peers_t *p, const cl_spec_t *spec, json_object *req, json_object **answer,
+                     json_object **events, cl_err_t *err)
+{
+    uint64_t deadline = cl_time_now_ms() + CL_HANDOVER_MEMBER_MS, ep;
+    char leader[CL_MSG_SENDER_MAX + 1];
+    cl_err_t e;
+    int li, self;
+
+    cl_err_clear(&e);
+    for (;;) {
+        cl_host_t *h = NULL;
+        leader[0] = '\0';
+        self = 0;
+        pthread_mutex_lock(&p->lock);
+        if (!find(p, spec->name)) {
+            pthread_mutex_unlock(&p->lock);
+            return cl_err_set(err, CL_ERR_ELECTION, 0, p->address, "handover",
+                              "cloud %s is not joined here", spec->name);
+        }
+        if (cl_elect_leader(p->elect, spec->name, &li, &ep) == 1 && li >= 0 &&
+            (size_t)li < spec->npool) {
+            snprintf(leader, sizeof(leader), "%s", spec->pool[li]);
+            self = strcmp(leader, p->address) == 0;
+        }
+        pthread_mutex_unlock(&p->lock);
+        if (self)
+            return cl_err_set(err, CL_ERR_ELECTION, CL_RPC_NOT_LEADER, p->address, "handover",
+                              "this host leads cloud %s: apply it here", spec->name);
+        if (leader[0] && (h = hook_remote(p, spec, leader, &e)) != NULL) {
+            /* the member's own identity; the leader's answer may take a whole converge */
+            cl_host_remote_set_timeouts(h, CL_RPC_CONNECT_MS, CL_CTL_REPLY_MS, CL_RPC_PING_MS);
+            if (cl_handover_send(h, ep, req, CL_CTL_REPLY_MS, answer, events, &e) == 0) {
+                cl_host_free(h);
+                return 0;
+            }
+            cl_host_free(h);
+            if (!cl_handover_retry(&e)) {
+                if (err)
+                    *err = e;
+                return -1;
+            }
+        }
+        if (cl_time_now_ms() + 100 > deadline)
+            return cl_err_set(err, CL_ERR_ELECTION, 0, leader[0] ? leader : p->address, "handover",
+                              "no leader of cloud %s acts yet%s%s: the member that gets a "
+                              "majority converges it",
+                              spec->name, e.msg[0] ? ": " : "", e.msg);
+        usleep(100000);
+    }
+}
+
+void cl_peers_set_control(cl_peers_t *p, cl_peers_control_fn fn, void *ud)
+{
+    pthread_mutex_lock(&p->lock);
+    p->control = fn;
+    p->control_ud = ud;
+    pthread_mutex_unlock(&p->lock);
 }
 
 /* ========================================================================================== */
@@ -416,6 +631,7 @@ cl_peers_t *cl_peers_new(const char *address, unsigned port, const char *state_d
     p->rpc = cl_rpc_server_new(fence, err);
     if (!p->rpc || listen_tcp(p, err) < 0)
         goto fail;
+    cl_rpc_server_set_admin(p->rpc, admin, p);
     return p;
 
 fail:

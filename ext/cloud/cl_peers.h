@@ -37,6 +37,26 @@ int cl_peers_register(cl_peers_t *p, cl_err_t *err);
 int cl_peers_join(cl_peers_t *p, const cl_spec_t *spec, cl_err_t *err);
 /* Leave a cloud's election (after a stop); its host operations are still served. */
 void cl_peers_leave(cl_peers_t *p, const char *cloud);
+/*
+ * Serves a control request (apply, plan, stop, status; borrowed) handed over from another
+ * machine as if it came from the local socket, appending its progress events to events: the
+ * answer's result (new), or NULL and err.
+ */
+typedef json_object *(*cl_peers_control_fn)(void *ud, json_object *request, json_object *events,
+                                            cl_err_t *err);
+/*
+ * Where handed-over control requests go (cl_rpc's "control", checked first: this host leads
+ * the cloud and acts in the epoch the request names, the spec is that cloud's, same pool).
+ */
+void cl_peers_set_control(cl_peers_t *p, cl_peers_control_fn fn, void *ud);
+/*
+ * A member that does not lead hands a control request (req, borrowed: apply with its spec) to
+ * the cloud's leader, as itself (its pool entry, key and incarnation), following a change of
+ * leader for up to CL_HANDOVER_MEMBER_MS.  0 with the leader's *answer and progress *events
+ * (caller puts), or -1 and err (CL_ERR_ELECTION when no other member leads and acts).
+ */
+int cl_peers_forward(cl_peers_t *p, const cl_spec_t *spec, json_object *req, json_object **answer,
+                     json_object **events, cl_err_t *err);
 /* The election's view of cloud (NULL: the daemon's), for status documents; caller puts. */
 json_object *cl_peers_status(cl_peers_t *p, const char *cloud);
 

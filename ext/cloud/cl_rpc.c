@@ -35,6 +35,8 @@ static const char *const op_names[CL_RPC_OP_COUNT] = {
     [CL_RPC_REMOVE] = "remove",
     [CL_RPC_VOL_DELETE] = "vol_delete",
     [CL_RPC_VOL_DELETE_BY_NAME] = "vol_delete_by_name",
+    [CL_RPC_LEADER] = "leader",
+    [CL_RPC_CONTROL] = "control",
 };
 
 static const char *const drop_names[CL_RPC_DROP_COUNT] = {
@@ -72,7 +74,12 @@ int cl_rpc_op_from_name(const char *name)
 
 int cl_rpc_op_mutates(int op)
 {
-    return op >= CL_RPC_POOL_ENSURE && op < CL_RPC_OP_COUNT;
+    return op >= CL_RPC_POOL_ENSURE && op <= CL_RPC_VOL_DELETE_BY_NAME;
+}
+
+int cl_rpc_op_admin(int op)
+{
+    return op == CL_RPC_LEADER || op == CL_RPC_CONTROL;
 }
 
 const char *cl_rpc_drop_name(int reason)

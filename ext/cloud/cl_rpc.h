@@ -17,10 +17,12 @@
 #define CL_RPC_MAGIC "CLOUDRPC1"             /* first word of every request and answer */
 #define CL_RPC_VERSION 1                     /* the "v" field */
 #define CL_RPC_MAX_LINE (4u * 1024u * 1024u) /* longest line, '\n' excluded: XML travels */
-#define CL_RPC_JSON_DEPTH 8                  /* nesting accepted in a request or an answer */
-#define CL_RPC_NAME_MAX 127                  /* a domain name (cl_dom_t.name) */
-#define CL_RPC_ID_MAX 255                    /* a pool, a volume, a foreign identity */
-#define CL_RPC_PATH_MAX 4095                 /* a path on the host */
+#define CL_RPC_JSON_DEPTH                                                                          \
+    16                       /* nesting accepted: a spec or a status document travels in control   \
+                              */
+#define CL_RPC_NAME_MAX 127  /* a domain name (cl_dom_t.name) */
+#define CL_RPC_ID_MAX 255    /* a pool, a volume, a foreign identity */
+#define CL_RPC_PATH_MAX 4095 /* a path on the host */
 #define CL_RPC_GRACE_MAX_MS (24u * 3600000u) /* longest shutdown grace of a remove */
 #define CL_RPC_WINDOW 64                     /* out-of-order sequence numbers accepted */
 
@@ -39,6 +41,13 @@ typedef enum cl_rpc_op {
     CL_RPC_REMOVE,             /* {name, grace_ms} -> {} */
     CL_RPC_VOL_DELETE,         /* {pool (optional), path} -> {} */
     CL_RPC_VOL_DELETE_BY_NAME, /* {pool, vol} -> {} */
+    /*
+     * Cloud-level requests, also from machines outside the pool ("clients": any sender name,
+     * one shared replay window), answered by the daemon's admin function, not by a cl_host:
+     */
+    CL_RPC_LEADER,  /* read-only: {} -> {leader (entry or null), epoch, acting, self} */
+    CL_RPC_CONTROL, /* {request: a control request (apply, plan, stop, status)} -> {answer, events}
+                     */
     CL_RPC_OP_COUNT
 } cl_rpc_op_t;
 
@@ -66,9 +75,14 @@ typedef enum cl_rpc_drop {
     CL_RPC_DROP_COUNT
 } cl_rpc_drop_t;
 
+/* cl_err_t codes of a refused control request (domain CL_ERR_ELECTION): ask who leads again */
+#define CL_RPC_NOT_LEADER 100  /* the daemon asked does not lead the cloud (or not yet acts) */
+#define CL_RPC_EPOCH_MOVED 101 /* the request named an epoch that is no longer the leader's */
+
 const char *cl_rpc_op_name(int op);          /* "define"...; "?" out of range */
 int cl_rpc_op_from_name(const char *name);   /* -1 if not an operation */
 int cl_rpc_op_mutates(int op);               /* 1 if the epoch is checked (fenced) */
+int cl_rpc_op_admin(int op);                 /* 1 for cloud-level ops: clients may send them */
 const char *cl_rpc_drop_name(int reason);    /* "bad_mac"...; "ok"; "?" out of range */
 int cl_rpc_drop_from_name(const char *name); /* -1 if not a reason */
 
@@ -91,6 +105,14 @@ cl_host_t *cl_host_remote_new(const char *host_name, const char *addr, unsigned 
 /* Override CL_RPC_CONNECT_MS, CL_RPC_REPLY_MS, CL_RPC_PING_MS for h (0 keeps a value). */
 void cl_host_remote_set_timeouts(cl_host_t *h, unsigned connect_ms, unsigned reply_ms,
                                  unsigned ping_ms);
+/*
+ * A request that is not a cl_host operation (CL_RPC_LEADER, CL_RPC_CONTROL) to h's daemon:
+ * args is taken; answered within timeout_ms.  0 and *result (the caller puts it), or -1 and err
+ * naming h (the daemon's own error, or why its answer is not believed).
+ */
+struct json_object;
+int cl_host_remote_call(cl_host_t *h, int op, uint64_t epoch, struct json_object *args,
+                        unsigned timeout_ms, struct json_object **result, cl_err_t *err);
 
 /* ========================================================================================= */
 /* Server: what a host daemon runs for each accepted connection of its peer port             */
@@ -127,6 +149,15 @@ void cl_rpc_server_free(cl_rpc_server_t *srv); /* NULL-safe; wipes the keys */
  */
 int cl_rpc_server_add_cloud(cl_rpc_server_t *srv, const char *cloud, const unsigned char *key,
                             size_t keylen, const char *const *pool, size_t npool, cl_err_t *err);
+/*
+ * The answer to an authenticated cloud-level request (cl_rpc_op_admin) for cloud: a new result
+ * object, or NULL and err.  epoch is the request's, args its "args" (borrowed).  A control
+ * request's replay floors are persisted before this is called.
+ */
+typedef struct json_object *(*cl_rpc_admin_fn)(void *ud, const char *cloud, int op, uint64_t epoch,
+                                               struct json_object *args, cl_err_t *err);
+/* Without one, cloud-level requests are answered with an error. */
+void cl_rpc_server_set_admin(cl_rpc_server_t *srv, cl_rpc_admin_fn fn, void *ud);
 /* Bound on reading a request and on writing its answer (default CL_RPC_IO_MS; 0 keeps it). */
 void cl_rpc_server_set_io_timeout(cl_rpc_server_t *srv, unsigned ms);
 

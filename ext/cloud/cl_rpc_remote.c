@@ -184,12 +184,13 @@ static int answer_check(const remote_t *r, const char *host, int op, uint64_t se
     }
     if (!json_object_get_boolean(v)) {
         cl_ctl_error_from(ans, err);
-        if (err) {
-            /* the pool entry, as the engine and Puppet know the host */
+        if (err && (!cl_rpc_op_admin(op) || !err->host[0])) {
+            /* the pool entry, as the engine and Puppet know the host (a handed-over request's
+             * error keeps the host it happened on) */
             snprintf(err->host, sizeof(err->host), "%s", host);
-            if (!err->op[0])
-                snprintf(err->op, sizeof(err->op), "%s", what);
         }
+        if (err && !err->op[0])
+            snprintf(err->op, sizeof(err->op), "%s", what);
         goto cleanup;
     }
     if (!json_object_object_get_ex(ans, "result", &res) ||
@@ -275,6 +276,18 @@ cleanup:
     free(line);
     free(reply);
     return rc;
+}
+
+int cl_host_remote_call(cl_host_t *h, int op, uint64_t epoch, json_object *args,
+                        unsigned timeout_ms, json_object **result, cl_err_t *err)
+{
+    *result = NULL;
+    if (!h || !cl_rpc_op_admin(op)) {
+        json_object_put(args);
+        return cl_err_set(err, CL_ERR_PROTO, 0, h ? cl_host_name(h) : NULL, cl_rpc_op_name(op),
+                          "not a cloud-level request");
+    }
+    return call(h, op, epoch, args, cl_rpc_op_name(op), timeout_ms, result, err);
 }
 
 /* A call whose result is not needed. */

@@ -2,7 +2,9 @@
  * cl_rpc_server: the host daemon's side of cl_rpc (see cl_rpc.h).  It trusts nothing before the
  * MAC verifies and little after: every field is typed, length- and range-checked, the sender
  * must be a pool entry, (incarnation, seq) must be new, and a mutation must carry an epoch no
- * older than the newest persisted for its cloud, persisted again before it acts.
+ * older than the newest persisted for its cloud, persisted again before it acts.  Cloud-level
+ * requests (leader, control) may also come from outside the pool: those "clients" share one
+ * replay window per cloud, and their control requests go to the daemon's admin function.
  */
 #include "cl_rpc.h"
 
@@ -43,7 +45,8 @@ typedef struct rpc_cloud {
     char **pool; /* owned copies: who may send */
     rpc_peer_t *peers;
     size_t npool;
-    uint64_t epoch; /* the fence: newest epoch seen, persisted before it is used */
+    rpc_peer_t clients; /* every sender outside the pool (cloud-level requests only) */
+    uint64_t epoch;     /* the fence: newest epoch seen, persisted before it is used */
 } rpc_cloud_t;
 
 struct cl_rpc_server {
@@ -53,6 +56,8 @@ struct cl_rpc_server {
     rpc_cloud_t *clouds;
     size_t nclouds;
     cl_rpc_stats_t stats;
+    cl_rpc_admin_fn admin;
+    void *admin_ud;
 };
 
 static void cloud_clear(rpc_cloud_t *c)
@@ -128,6 +133,12 @@ static int fence_save(cl_rpc_server_t *srv, const rpc_cloud_t *c, uint64_t epoch
             bad = cl_rpc_json_put(senders, c->pool[i], s) < 0;
         }
     }
+    if (!bad && c->clients.seen) {
+        s = json_object_new_object();
+        bad = cl_rpc_json_put(s, "i", json_object_new_int64((int64_t)c->clients.inc)) < 0 ||
+              cl_rpc_json_put(s, "q", json_object_new_int64((int64_t)c->clients.seq)) < 0 ||
+              cl_rpc_json_put(doc, "clients", s) < 0;
+    }
     if (bad)
         cl_err_set(err, CL_ERR_SYS, ENOMEM, NULL, "fence", "out of memory");
     else
@@ -172,6 +183,13 @@ static int fence_load(cl_rpc_server_t *srv, rpc_cloud_t *c, cl_err_t *err)
             rc = -1;
         c->peers[i].seen = 1;
         c->peers[i].window = ~UINT64_C(0); /* nothing at or below the floor after a restart */
+    }
+    if (rc == 0 && json_object_object_get_ex(doc, "clients", &s)) {
+        if (!json_object_is_type(s, json_type_object) || file_num(s, "i", &c->clients.inc) < 0 ||
+            file_num(s, "q", &c->clients.seq) < 0)
+            rc = -1;
+        c->clients.seen = 1;
+        c->clients.window = ~UINT64_C(0);
     }
     if (rc < 0)
         cl_err_set(err, CL_ERR_STATE, 0, NULL, "load fence",
@@ -239,6 +257,14 @@ void cl_rpc_server_free(cl_rpc_server_t *srv)
     free(srv);
 }
 
+void cl_rpc_server_set_admin(cl_rpc_server_t *srv, cl_rpc_admin_fn fn, void *ud)
+{
+    pthread_mutex_lock(&srv->lock);
+    srv->admin = fn;
+    srv->admin_ud = ud;
+    pthread_mutex_unlock(&srv->lock);
+}
+
 void cl_rpc_server_set_io_timeout(cl_rpc_server_t *srv, unsigned ms)
 {
     if (srv && ms)
@@ -286,6 +312,7 @@ int cl_rpc_server_add_cloud(cl_rpc_server_t *srv, const char *cloud, const unsig
     if ((old = cloud_find(srv, cloud, strlen(cloud)))) {
         /* a new key or pool: the fence stays, and what is known of senders still in the pool */
         c.epoch = old->epoch;
+        c.clients = old->clients;
         for (i = 0; i < npool; i++)
             for (j = 0; j < old->npool; j++)
                 if (strcmp(c.pool[i], old->pool[j]) == 0)
@@ -361,6 +388,7 @@ typedef struct request {
     const char *name, *xml, *pool, *path, *vol, *backing, *fmt;
     int foreign;
     unsigned grace_ms;
+    json_object *args; /* borrowed from the parsed request */
 } request_t;
 
 static int num_field(json_object *o, const char *key, uint64_t max, uint64_t *out)
@@ -447,6 +475,11 @@ static int op_args(json_object *a, request_t *rq)
             (r = str_field(a, "vol", 1, 1, CL_RPC_ID_MAX, &rq->vol)))
             return r;
         break;
+    case CL_RPC_CONTROL:
+        if (!json_object_object_get_ex(a, "request", &v) ||
+            !json_object_is_type(v, json_type_object))
+            return CL_RPC_DROP_BAD_FIELD;
+        break;
     default: break;
     }
     return r;
@@ -478,6 +511,7 @@ static int read_request(json_object *o, request_t *rq)
     if (!json_object_object_get_ex(o, "args", &args) ||
         !json_object_is_type(args, json_type_object))
         return CL_RPC_DROP_BAD_FIELD;
+    rq->args = args;
     return op_args(args, rq);
 }
 
@@ -503,9 +537,9 @@ static int admit(cl_rpc_server_t *srv, const request_t *rq)
     }
     for (i = 0; i < c->npool && strcmp(c->pool[i], rq->sender) != 0; i++)
         ;
-    if (i == c->npool)
+    if (i == c->npool && !cl_rpc_op_admin(rq->op))
         r = CL_RPC_DROP_NOT_MEMBER;
-    else if (!window_accept(&c->peers[i], rq->inc, rq->seq))
+    else if (!window_accept(i == c->npool ? &c->clients : &c->peers[i], rq->inc, rq->seq))
         r = CL_RPC_DROP_REPLAY;
 cleanup:
     pthread_mutex_unlock(&srv->lock);
@@ -639,6 +673,36 @@ static json_object *execute(const request_t *rq, cl_host_t *local, cl_err_t *err
     return res;
 }
 
+/*
+ * A cloud-level request: the replay floors of a control request persisted first (a captured
+ * one must not run again after a restart), then the daemon's admin function.
+ */
+static json_object *admin(cl_rpc_server_t *srv, const request_t *rq, cl_err_t *err)
+{
+    cl_rpc_admin_fn fn;
+    rpc_cloud_t *c;
+    void *ud;
+    int rc = 0;
+
+    pthread_mutex_lock(&srv->lock);
+    fn = srv->admin;
+    ud = srv->admin_ud;
+    c = cloud_find(srv, rq->cloud, strlen(rq->cloud));
+    if (!c)
+        rc = SRV_ERR(err, "cloud %s is no longer served", rq->cloud);
+    else if (rq->op == CL_RPC_CONTROL)
+        rc = fence_save(srv, c, c->epoch, err);
+    pthread_mutex_unlock(&srv->lock);
+    if (rc < 0)
+        return NULL;
+    if (!fn) {
+        cl_err_set(err, CL_ERR_ELECTION, 0, NULL, cl_rpc_op_name(rq->op),
+                   "this cloudd answers no %s request", cl_rpc_op_name(rq->op));
+        return NULL;
+    }
+    return fn(ud, rq->cloud, rq->op, rq->epoch, rq->args, err);
+}
+
 /* ========================================================================================= */
 /* Serving one connection                                                                    */
 /* ========================================================================================= */
@@ -736,7 +800,9 @@ int cl_rpc_serve_fd(cl_rpc_server_t *srv, int fd, cl_rpc_local_fn local_for, voi
         goto count;
 
     /* accepted: fence (persisted before acting), then act */
-    if (!local_for || !(local = local_for(ud, rq.cloud, &err))) {
+    if (cl_rpc_op_admin(rq.op)) {
+        result = admin(srv, &rq, &err);
+    } else if (!local_for || !(local = local_for(ud, rq.cloud, &err))) {
         if (err.domain == CL_ERR_NONE)
             cl_err_set(&err, CL_ERR_STATE, 0, NULL, cl_rpc_op_name(rq.op),
                        "cloud %s has no local host here", rq.cloud);

@@ -390,6 +390,9 @@ int cl_spec_parse(json_object *obj, cl_spec_t **out, cl_err_t *err)
     if (get_uint(obj, "vm_ncpu", 1, 1, 256, &ul, err) < 0)
         goto cleanup;
     s->vm_ncpu = (unsigned)ul;
+    if (get_uint(obj, "peer_port", CL_SPEC_PEER_PORT, 1, 65535, &ul, err) < 0)
+        goto cleanup;
+    s->peer_port = (unsigned)ul;
 
     v = NULL;
     json_object_object_get_ex(obj, "roles", &v);

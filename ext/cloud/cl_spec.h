@@ -31,6 +31,8 @@ typedef struct cl_role {
     size_t nafter;
 } cl_role_t;
 
+#define CL_SPEC_PEER_PORT 7946 /* cloudd's default --peer-port (CL_ELECT_PORT) */
+
 typedef struct cl_spec {
     json_object *json; /* owned reference to the whole spec */
     const char *name, *type, *ensure, *hypervisor, *tmpl, *tmpl_path;
@@ -40,6 +42,7 @@ typedef struct cl_spec {
     size_t npool;
     unsigned long vm_mem_kib;
     unsigned vm_ncpu;
+    unsigned peer_port; /* the pool daemons' peer port (cloudd --peer-port), for outsiders */
     cl_role_t *roles;
     size_t nroles;
     cl_slot_t *slots;

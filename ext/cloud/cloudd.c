@@ -91,9 +91,10 @@ static void send_line(int fd, json_object *o)
  * and before the final line.
  */
 typedef struct outbuf {
-    int fd;
+    int fd; /* -1: a handed-over request: events go to collect */
     char *p;
     size_t n, cap;
+    json_object *collect;
 } outbuf_t;
 
 #define CLOUDD_BATCH_BYTES 32768
@@ -128,6 +129,11 @@ static void on_progress(void *ud, json_object *ev)
 
     if (!ev) {
         out_flush(o);
+        return;
+    }
+    if (o->fd < 0) {
+        if (o->collect)
+            json_object_array_add(o->collect, json_object_get(ev));
         return;
     }
     t = json_object_to_json_string_ext(ev, JSON_C_TO_STRING_PLAIN);
@@ -427,6 +433,30 @@ static json_object *dispatch(outbuf_t *out, json_object *req, int *stopped, cl_e
             json_object_put(st);
             json_object_object_add(res, "epoch", json_object_new_int64(epoch));
         }
+    } else if (strcmp(op, "handover") == 0) {
+        /* a member that does not lead: its spec to the leader, the leader's progress back */
+        json_object *fwd = json_object_new_object(), *answer = NULL, *events = NULL;
+        size_t i;
+        int rc;
+        if (!spec || !peers || !cl_engine_elected(engine, spec)) {
+            json_object_put(fwd);
+            cl_err_set(err, CL_ERR_ELECTION, 0, NULL, op,
+                       "no election of this cloud here: only a member of a pool of several "
+                       "hosts hands its spec over");
+            goto cleanup;
+        }
+        json_object_object_add(fwd, "v", json_object_new_int(CL_CTL_VERSION));
+        json_object_object_add(fwd, "op", json_object_new_string("apply"));
+        json_object_object_add(fwd, "name", json_object_new_string(spec->name));
+        json_object_object_add(fwd, "spec", json_object_get(spec->json));
+        rc = cl_peers_forward(peers, spec, fwd, &answer, &events, err);
+        json_object_put(fwd);
+        if (rc < 0)
+            goto cleanup;
+        for (i = 0; i < json_object_array_length(events); i++)
+            on_progress(out, json_object_array_get_idx(events, i));
+        json_object_put(events);
+        res = answer;
     } else if (strcmp(op, "shutdown") == 0) {
         res = json_object_new_object();
         request_quit();
@@ -444,7 +474,7 @@ static void *serve(void *arg)
     conn_t *c = arg;
     cl_ctl_reader_t rd;
     json_object *req = NULL, *res = NULL;
-    outbuf_t out = {c->fd, NULL, 0, 0};
+    outbuf_t out = {c->fd, NULL, 0, 0, NULL};
     cl_err_t err;
     int stopped = 0, n;
 
@@ -479,6 +509,30 @@ static void *serve(void *arg)
     if (stopped)
         wake_loop();
     return NULL;
+}
+
+/*
+ * A control request handed over by the peer layer (from a machine outside the pool, checked
+ * there): served like one from the socket, its progress events collected for the answer.
+ */
+static json_object *peer_control(void *ud, json_object *req, json_object *events, cl_err_t *err)
+{
+    outbuf_t out = {-1, NULL, 0, 0, events};
+    json_object *res;
+    int stopped = 0;
+
+    (void)ud;
+    atomic_fetch_add(&active, 1);
+    atomic_store(&last_activity_ms, cl_time_now_ms());
+    res = dispatch(&out, req, &stopped, err);
+    cl_log_flush();
+    atomic_store(&last_activity_ms, cl_time_now_ms());
+    if (stopped && opt.embedded && cl_engine_cloud_count(engine) == 0)
+        atomic_store(&last_stopped, 1);
+    atomic_fetch_sub(&active, 1);
+    if (stopped)
+        wake_loop();
+    return res;
 }
 
 /* ========================================================================================== */
@@ -823,6 +877,7 @@ int main(int argc, char **argv)
         if (peers) {
             cl_peers_set_timers(peers, &opt.timers);
             cl_peers_hooks(peers, &peer_hooks);
+            cl_peers_set_control(peers, peer_control, NULL);
             eo.peers = &peer_hooks;
         } else {
             /* clouds of one host still work; pools of several are refused, saying why */

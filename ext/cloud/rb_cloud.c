@@ -6,10 +6,12 @@
  */
 #include <ruby.h>
 #include <ruby/thread.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cl_client.h"
+#include "cl_handover.h"
 #include "cl_ctl.h"
 #include "cl_engine.h"
 #include "cl_log.h"
@@ -237,9 +239,12 @@ static json_object *request(const char *op, const rb_cloud_t *c, int with_spec, 
     return req;
 }
 
-/* Send req (consumed) to the daemon; returns the final answer as a Ruby Hash. */
-static VALUE daemon_call(const cl_client_opts_t *opts, json_object *req, int autostart,
-                         unsigned timeout_ms, VALUE block)
+/*
+ * Send req (consumed) to the daemon; returns the final answer as a Ruby Hash.  With soft, an
+ * election error is not raised but copied there, and Qundef returned.
+ */
+static VALUE daemon_call_soft(const cl_client_opts_t *opts, json_object *req, int autostart,
+                              unsigned timeout_ms, VALUE block, cl_err_t *soft)
 {
     call_t c;
     VALUE res;
@@ -255,11 +260,21 @@ static VALUE daemon_call(const cl_client_opts_t *opts, json_object *req, int aut
         json_object_put(c.final);
         rb_jump_tag(c.exc_state);
     }
+    if (c.rc < 0 && soft && c.err.domain == CL_ERR_ELECTION) {
+        *soft = c.err;
+        return Qundef;
+    }
     if (c.rc < 0)
         rb_cloud_raise(&c.err);
     res = json_to_ruby(c.final);
     json_object_put(c.final);
     return res;
+}
+
+static VALUE daemon_call(const cl_client_opts_t *opts, json_object *req, int autostart,
+                         unsigned timeout_ms, VALUE block)
+{
+    return daemon_call_soft(opts, req, autostart, timeout_ms, block, NULL);
 }
 
 /* Read-only work: asked of the daemon (req), or in-process when none runs: status or plan. */
@@ -321,6 +336,92 @@ static VALUE local_call(const cl_client_opts_t *opts, const char *name, const cl
     res = json_to_ruby(l.result);
     json_object_put(l.result);
     return res;
+}
+
+/* A control request handed to the leader of a cloud whose pool this host is not in. */
+typedef struct hand {
+    const cl_spec_t *spec;
+    json_object *req; /* owned */
+    unsigned timeout_ms, elect_ms;
+    volatile int cancel;
+    char *answer, *events; /* the leader's answer and its progress events, as JSON text */
+    cl_err_t err;
+    int rc;
+} hand_t;
+
+static void *do_handover(void *arg)
+{
+    hand_t *h = arg;
+    json_object *answer = NULL, *events = NULL;
+
+    h->rc = cl_handover(h->spec, h->req, h->timeout_ms, h->elect_ms, &h->cancel, &answer, &events,
+                        &h->err);
+    if (h->rc == 0) {
+        h->answer = strdup(json_object_to_json_string_ext(answer, JSON_C_TO_STRING_PLAIN));
+        h->events = strdup(json_object_to_json_string_ext(events, JSON_C_TO_STRING_PLAIN));
+        if (!h->answer || !h->events) {
+            h->rc = cl_err_set(&h->err, CL_ERR_SYS, ENOMEM, NULL, "handover", "out of memory");
+            free(h->answer);
+            free(h->events);
+            h->answer = h->events = NULL;
+        }
+    }
+    json_object_put(answer);
+    json_object_put(events);
+    json_object_put(h->req);
+    h->req = NULL;
+    return NULL;
+}
+
+static void ubf_handover(void *arg)
+{
+    ((hand_t *)arg)->cancel = 1;
+}
+
+/* JSON.parse of a Ruby String. */
+static VALUE parse_owned(VALUE text)
+{
+    return rb_funcall(mJSON, id_parse, 1, text);
+}
+
+/* Run a handover (h->req consumed) without the GVL; h->rc says how it went. */
+static void handover_run(hand_t *h)
+{
+    rb_thread_call_without_gvl(do_handover, h, ubf_handover, h);
+}
+
+/* The leader's answer of a successful handover; its progress events are yielded to block. */
+static VALUE handover_answer(hand_t *h, VALUE block)
+{
+    VALUE answer = rb_str_new_cstr(h->answer), events = rb_str_new_cstr(h->events);
+    long i;
+
+    free(h->answer);
+    free(h->events);
+    h->answer = h->events = NULL;
+    answer = parse_owned(answer);
+    events = parse_owned(events);
+    for (i = 0; !NIL_P(block) && RB_TYPE_P(events, T_ARRAY) && i < RARRAY_LEN(events); i++)
+        rb_proc_call(block, rb_ary_new_from_args(1, rb_ary_entry(events, i)));
+    return answer;
+}
+
+/*
+ * req (consumed) to the leader found among the pool's daemons (cl_handover); its progress
+ * events are yielded to block afterwards; returns the leader's answer as a Ruby Hash.
+ */
+static VALUE handover_call(const rb_cloud_t *c, json_object *req, unsigned timeout_ms, VALUE block)
+{
+    hand_t h;
+
+    memset(&h, 0, sizeof(h));
+    h.spec = c->spec;
+    h.req = req;
+    h.timeout_ms = timeout_ms;
+    handover_run(&h);
+    if (h.rc < 0)
+        rb_cloud_raise(&h.err);
+    return handover_answer(&h, block);
 }
 
 static VALUE first_cloud(VALUE doc, const char *name)
@@ -505,46 +606,62 @@ static VALUE cloud_leader_start(VALUE self)
 
 /*
  * call-seq:
- *   cloud.common_start -> Hash
+ *   cloud.common_start { |event| ... } -> Hash
  *
- * On a member that does not lead: makes sure cloudd runs here and reports who leads
- * ({"leader"=>host, "epoch"=>n, "self"=>false, "member"=>true}).
+ * On a member that does not lead: makes sure cloudd runs here and has joined the election,
+ * then hands the spec to the leader (so whichever pool host runs first converges the cloud)
+ * and yields its progress events.  Returns the leader's answer (as leader_start's) with
+ * "leader", "epoch", "member" and "self" added; when no leader acts yet, only those four and
+ * "handover" (why nothing was handed over).
  */
 static VALUE cloud_common_start(VALUE self)
 {
     rb_cloud_t *c = get_cloud(self);
+    static const char *const keep[] = {"leader", "epoch", "member", "self"};
     cl_client_opts_t o;
+    VALUE joined, res;
+    cl_err_t soft;
+    size_t i;
 
     opts_of(c, &o);
-    return daemon_call(&o, request("leader", c, 1, 0), c->autostart, CL_CTL_STATUS_MS, Qnil);
+    joined = daemon_call(&o, request("leader", c, 1, 0), c->autostart, CL_CTL_STATUS_MS, Qnil);
+    if (NIL_P(rb_hash_aref(joined, rb_str_new_cstr("leader"))) ||
+        RTEST(rb_hash_aref(joined, rb_str_new_cstr("self"))) || c->spec->npool < 2)
+        return joined;
+    cl_err_clear(&soft);
+    res = daemon_call_soft(&o, request("handover", c, 1, 0), c->autostart, CL_CTL_REPLY_MS,
+                           rb_block_given_p() ? rb_block_proc() : Qnil, &soft);
+    if (res == Qundef) {
+        /* a leader without its majority yet: the member that gets one converges the cloud */
+        rb_hash_aset(joined, rb_str_new_cstr("handover"), rb_str_new_cstr(soft.msg));
+        return joined;
+    }
+    for (i = 0; RB_TYPE_P(res, T_HASH) && i < sizeof(keep) / sizeof(keep[0]); i++)
+        rb_hash_aset(res, rb_str_new_cstr(keep[i]), rb_hash_aref(joined, rb_str_new_cstr(keep[i])));
+    return res;
 }
 
 /*
  * call-seq:
- *   cloud.not_cloud_start -> Hash
+ *   cloud.not_cloud_start { |event| ... } -> Hash
  *
- * On a machine outside the pool: hands the spec to the leader found among the pool's daemons.
- * Raises Cloud::ElectionError when none answers.
+ * On a machine outside the pool: finds the leader among the pool's daemons (on the spec's
+ * peer_port, signed with the key of its secret_file), hands it the spec, waits for the
+ * convergence and yields the leader's progress events; returns its answer, as leader_start's.
+ * Raises Cloud::ElectionError naming the hosts tried when none answers or none leads.
  */
 static VALUE cloud_not_cloud_start(VALUE self)
 {
     rb_cloud_t *c = get_cloud(self);
-    cl_err_t err;
-    char pool[512];
-    size_t i, off = 0;
 
-    pool[0] = '\0';
-    for (i = 0; i < c->spec->npool && off < sizeof(pool); i++)
-        off += (size_t)snprintf(pool + off, sizeof(pool) - off, "%s%s", i ? ", " : "",
-                                c->spec->pool[i]);
-    cl_err_clear(&err);
-    cl_err_set(&err, CL_ERR_ELECTION, 0, c->spec->pool[0], "find leader",
-               "this host is not in the pool of cloud %s (%s) and no pool daemon answered: apply "
-               "the manifest on a pool host, or check that cloudd runs there and this host's "
-               "address is listed in pool",
-               c->spec->name, pool);
-    rb_cloud_raise(&err);
-    return Qnil;
+    return handover_call(c, request("apply", c, 1, 0), CL_CTL_REPLY_MS,
+                         rb_block_given_p() ? rb_block_proc() : Qnil);
+}
+
+/* Whether this host is outside the pool of a cloud that has an election (handed over). */
+static int outside(rb_cloud_t *c)
+{
+    return c->spec->npool > 1 && self_index(c, -1) < 0;
 }
 
 /*
@@ -561,7 +678,10 @@ static VALUE cloud_plan(VALUE self)
     VALUE res;
 
     opts_of(c, &o);
-    res = local_call(&o, NULL, c->spec, 1, request("plan", c, 1, 0));
+    if (outside(c))
+        res = handover_call(c, request("plan", c, 1, 0), CL_CTL_STATUS_MS, Qnil);
+    else
+        res = local_call(&o, NULL, c->spec, 1, request("plan", c, 1, 0));
     return rb_hash_aref(res, rb_str_new_cstr("plan"));
 }
 
@@ -595,6 +715,9 @@ static VALUE cloud_stop(VALUE self)
     VALUE st;
 
     opts_of(c, &o);
+    if (outside(c)) /* the leader tears it down; a stopped cloud is a no-op there too */
+        return handover_call(c, request("stop", c, 1, 0), CL_CTL_REPLY_MS,
+                             rb_block_given_p() ? rb_block_proc() : Qnil);
     st = local_call(&o, c->spec->name, c->spec, 0, NULL);
     if (st != Qundef) {
         VALUE one = first_cloud(st, c->spec->name);
@@ -624,7 +747,10 @@ static VALUE cloud_status(VALUE self)
     VALUE res;
 
     opts_of(c, &o);
-    res = local_call(&o, c->spec->name, c->spec, 0, request("status", c, 1, 0));
+    if (outside(c))
+        res = handover_call(c, request("status", c, 1, 0), CL_CTL_STATUS_MS, Qnil);
+    else
+        res = local_call(&o, c->spec->name, c->spec, 0, request("status", c, 1, 0));
     return first_cloud(res, c->spec->name);
 }
 
@@ -632,6 +758,7 @@ CL_PINNED(cloud_member_p)
 CL_PINNED(cloud_leader_p)
 CL_PINNED(cloud_leader_start)
 CL_PINNED(cloud_common_start)
+CL_PINNED(cloud_not_cloud_start)
 CL_PINNED(cloud_plan)
 CL_PINNED(cloud_monitor)
 CL_PINNED(cloud_stop)
@@ -768,7 +895,7 @@ void rb_cloud_init(void)
     rb_define_method(cCloud, "leader?", cloud_leader_p_pinned, 0);
     rb_define_method(cCloud, "leader_start", cloud_leader_start_pinned, 0);
     rb_define_method(cCloud, "common_start", cloud_common_start_pinned, 0);
-    rb_define_method(cCloud, "not_cloud_start", cloud_not_cloud_start, 0);
+    rb_define_method(cCloud, "not_cloud_start", cloud_not_cloud_start_pinned, 0);
     rb_define_method(cCloud, "plan", cloud_plan_pinned, 0);
     rb_define_method(cCloud, "monitor", cloud_monitor_pinned, 0);
     rb_define_method(cCloud, "stop", cloud_stop_pinned, 0);

@@ -1,5 +1,7 @@
 # frozen_string_literal: true
 
+require 'socket'
+
 require_relative 'spec_helper_ext'
 
 # A cloud's life against test:///default: membership, read-only answers without a daemon, the
@@ -242,11 +244,26 @@ RSpec.describe Cloud do
   end
 
   describe '#not_cloud_start' do
-    it 'raises Cloud::ElectionError naming the pool' do
-      outside = new_cloud(web_spec('web2', 'pool' => ['192.0.2.200', '192.0.2.201']))
+    # a pool on loopback addresses where no daemon listens (a port just closed)
+    def outside_spec(extra = {})
+      port = TCPServer.new('127.0.0.1', 0).then { |srv| srv.addr[1].tap { srv.close } }
+      web_spec('web2', 'pool' => ['127.0.0.250', '127.0.0.251'], 'peer_port' => port, **extra)
+    end
+
+    it 'needs the cloud\'s secret to talk to the pool' do
+      expect { new_cloud(outside_spec).not_cloud_start }.to raise_error(Cloud::SpecError, /secret_file/)
+    end
+
+    it 'raises Cloud::ElectionError naming every pool host tried when none answers' do
+      secret = File.join(state_dir, 'secret')
+      FileUtils.mkdir_p(state_dir)
+      File.write(secret, 'k' * 32)
+      File.chmod(0o600, secret)
+      outside = new_cloud(outside_spec('secret_file' => secret))
       expect { outside.not_cloud_start }.to raise_error(Cloud::ElectionError) { |e|
-        expect(e.message).to include('web2').and include('192.0.2.200, 192.0.2.201')
-        expect(e.host).to eq('192.0.2.200')
+        expect(e.message).to include('web2').and include('127.0.0.250').and include('127.0.0.251')
+        expect(e.message).to match(/refused/i)
+        expect(e.host).to eq('127.0.0.250')
         expect(e.operation).to eq('find leader')
       }
       expect(File.exist?(socket_path)).to be(false)

@@ -135,7 +135,7 @@ RSpec.describe 'a pool of three hosts split by a network partition' do
   it 'elects the first host and converges from it, one VM on each host' do
     # each member joins the election when it is handed the spec ("leader" op)
     hosts.each { |h| expect(cloud(h).member?).to be(true) }
-    leaders = hosts.map { |h| cloud(h).common_start['leader'] }
+    leaders = hosts.map { |h| call(h, 'op' => 'leader', 'spec' => spec)['leader'] }
     expect(leaders).to eq([hosts[0]] * 3)
     wait_for('every member to be heard by the leader') do
       election(hosts[0])&.dig('members')&.all? { |m| m['alive'] }

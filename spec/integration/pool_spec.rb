@@ -73,7 +73,9 @@ RSpec.describe 'a pool of three hosts' do
 
   it 'elects the first host of the pool, seen alike by every member' do
     POOL_HOSTS.each { |h| expect(cloud(h).member?).to be(true) }
-    leaders = POOL_HOSTS.map { |h| cloud(h).common_start['leader'] }
+    # each daemon joins when handed the spec (the "leader" op, what common_start asks first;
+    # common_start itself would also hand the spec to the leader: tested below)
+    leaders = POOL_HOSTS.map { |h| call(h, 'op' => 'leader', 'spec' => spec)['leader'] }
     expect(leaders).to eq(['127.0.0.2'] * 3)
     wait_for('127.0.0.2 to act') { cloud('127.0.0.2').leader? }
     expect(cloud('127.0.0.3').leader?).to be(false)
@@ -98,6 +100,62 @@ RSpec.describe 'a pool of three hosts' do
     expect { cloud('127.0.0.4').leader_start }.to raise_error(Cloud::ElectionError, /127\.0\.0\.2/)
   end
 
+  # A machine outside the pool: no daemon of its own (its socket does not exist), not in pool.
+  def outsider(the_spec, secret: @secret, port: @port)
+    Cloud.new(the_spec.merge('peer_port' => port, 'secret_file' => secret),
+              socket: File.join(@tmp, 'outside.sock'), state_dir: File.join(@tmp, 'outside'),
+              autostart: false)
+  end
+
+  it 'takes a spec handed over from outside the pool, converges it on the leader and reports it' do
+    four = spec.merge('slots' => spec['slots'] + [{ 'name' => 'pw-node-3', 'roles' => ['node'], 'index' => 3,
+                                                     'ip' => '10.0.9.4', 'image' => '/var/lib/cloud/images/node.qcow2' }])
+    outside = outsider(four)
+    expect(outside.member?).to be(false)
+    events = []
+    result = outside.not_cloud_start { |e| events << e }
+    expect(result['changed']).to eq(1)
+    expect(events.map { |e| e['slot'] }).to include('pw-node-3')
+    expect(status('127.0.0.2')['slots'].map { |sl| sl['name'] }).to include('pw-node-3')
+    expect(outside.status['slots'].size).to eq(4)
+    expect(outside.plan).to eq([])
+    expect(File.read(File.join(dir('127.0.0.2'), 'log'))).to include('+handover cloud=pw')
+    # and back: the slot no longer declared is removed
+    expect(outsider(spec).not_cloud_start['changed']).to eq(1)
+    expect(status('127.0.0.2')['slots'].map { |sl| sl['name'] }.sort).to eq(%w[pw-node-0 pw-node-1 pw-node-2])
+    expect(outsider(spec).not_cloud_start['changed']).to eq(0)
+  end
+
+  it "hands a member's spec to the leader, which converges it, and reports the leader" do
+    four = spec.merge('slots' => spec['slots'] + [{ 'name' => 'pw-node-3', 'roles' => ['node'], 'index' => 3,
+                                                     'ip' => '10.0.9.4', 'image' => '/var/lib/cloud/images/node.qcow2' }])
+    member = Cloud.new(four, socket: sock('127.0.0.4'), state_dir: File.join(dir('127.0.0.4'), 'state'), autostart: false)
+    events = []
+    result = member.common_start { |e| events << e }
+    expect(result).to include('leader' => '127.0.0.2', 'self' => false, 'changed' => 1)
+    expect(events.map { |e| e['slot'] }).to include('pw-node-3')
+    expect(status('127.0.0.2')['slots'].size).to eq(4)
+    back = cloud('127.0.0.3').common_start
+    expect(back).to include('leader' => '127.0.0.2', 'changed' => 1)
+    expect(status('127.0.0.2')['slots'].map { |sl| sl['name'] }.sort).to eq(%w[pw-node-0 pw-node-1 pw-node-2])
+    expect(cloud('127.0.0.3').common_start['changed']).to eq(0)
+  end
+
+  it 'refuses an outsider with another secret, and names every host tried when none answers' do
+    other = File.join(@tmp, 'other-secret')
+    File.write(other, 'f' * 64)
+    File.chmod(0o600, other)
+    expect { outsider(spec, secret: other).not_cloud_start }.to raise_error(Cloud::ElectionError) { |e|
+      expect(e.message).to include('bad_mac').and include('127.0.0.2').and include('127.0.0.4')
+      expect(e.operation).to eq('find leader')
+    }
+    closed = TCPServer.new('127.0.0.1', 0).then { |srv| srv.addr[1].tap { srv.close } }
+    expect { outsider(spec, port: closed).not_cloud_start }.to raise_error(Cloud::ElectionError) { |e|
+      expect(e.message).to include("port #{closed}").and include('127.0.0.3')
+    }
+    expect(status('127.0.0.2')['slots'].size).to eq(3)
+  end
+
   it 'drops forged and garbage peer messages without losing the leader' do
     udp = UDPSocket.new
     udp.send("CLOUD1 pw #{'0' * 64} {\"v\":1}", 0, '127.0.0.3', @port)
@@ -120,7 +178,8 @@ RSpec.describe 'a pool of three hosts' do
     end
     expect(st['election']['epoch']).to be > 0
     expect(st['slots'].map { |s| s['name'] }.sort).to eq(%w[pw-node-0 pw-node-1 pw-node-2])
-    expect(File.read(File.join(dir('127.0.0.3'), 'log'))).to include('+takeover cloud=pw')
+    # the takeover thread logs when it is done, and the log is flushed within 100 ms
+    wait_for('the takeover in the log') { File.read(File.join(dir('127.0.0.3'), 'log')).include?('+takeover cloud=pw') }
   end
 
   it 'lets the first host take the lead back when it returns, with no second copy of any slot' do

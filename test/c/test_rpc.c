@@ -674,6 +674,118 @@ cleanup:
     free(line);
 }
 
+/* ========================================================================================= */
+/* Cloud-level requests, from members and from outside the pool                              */
+/* ========================================================================================= */
+
+static int admin_calls;
+static char admin_seen[256];
+
+/* The daemon's admin function: leader says who leads; control echoes the request's op. */
+static json_object *admin_fn(void *ud, const char *cloud, int op, uint64_t epoch, json_object *args,
+                             cl_err_t *err)
+{
+    json_object *res, *req = NULL, *v = NULL;
+
+    admin_calls++;
+    if (op == CL_RPC_CONTROL && epoch != 7) {
+        cl_err_set(err, CL_ERR_ELECTION, CL_RPC_EPOCH_MOVED, SELF, "control", "epoch %d moved",
+                   (int)epoch);
+        return NULL;
+    }
+    res = json_object_new_object();
+    if (op == CL_RPC_LEADER) {
+        json_object_object_add(res, "leader", json_object_new_string(SELF));
+        json_object_object_add(res, "epoch", json_object_new_int64(7));
+    } else {
+        json_object_object_get_ex(args, "request", &req);
+        json_object_object_get_ex(req, "op", &v);
+        snprintf(admin_seen, sizeof(admin_seen), "%s %s", cloud, json_object_get_string(v));
+        json_object_object_add(res, "answer", json_object_get(req));
+    }
+    return res;
+}
+
+static void test_clients(server_t *s)
+{
+    char json[512], out[4096];
+    json_object *res = NULL;
+    cl_host_t *client;
+    cl_err_t err;
+    char *line;
+    size_t len;
+    uint64_t inc = 5000;
+
+    cl_err_clear(&err);
+    client = cl_host_remote_new(HOST, "127.0.0.1", s->port, CLOUD, (const unsigned char *)KEY,
+                                KEYLEN, "client:admin-box", inc, &err);
+    if (!CHECK(client != NULL))
+        return;
+    /* no admin function yet: a clear error, not a crash */
+    CHECK_INT_EQ(
+        cl_host_remote_call(client, CL_RPC_LEADER, 0, json_object_new_object(), 2000, &res, &err),
+        -1);
+    CHECK_CONTAINS(err.msg, "answers no leader request");
+    cl_rpc_server_set_admin(s->srv, admin_fn, NULL);
+    admin_calls = 0;
+    if (CHECK_INT_EQ(cl_host_remote_call(client, CL_RPC_LEADER, 0, json_object_new_object(), 2000,
+                                         &res, &err),
+                     0))
+        CHECK_STR_EQ(json_object_get_string(json_object_object_get(res, "leader")), SELF);
+    json_object_put(res);
+    res = NULL;
+    {
+        json_object *args = json_object_new_object(), *req = json_object_new_object();
+        json_object_object_add(req, "op", json_object_new_string("apply"));
+        json_object_object_add(args, "request", req);
+        if (CHECK_INT_EQ(cl_host_remote_call(client, CL_RPC_CONTROL, 7, args, 2000, &res, &err), 0))
+            CHECK_STR_EQ(admin_seen, CLOUD " apply");
+        json_object_put(res);
+        res = NULL;
+        args = json_object_new_object();
+        req = json_object_new_object();
+        json_object_object_add(args, "request", req);
+        CHECK_INT_EQ(cl_host_remote_call(client, CL_RPC_CONTROL, 6, args, 2000, &res, &err), -1);
+        CHECK_INT_EQ(err.code, CL_RPC_EPOCH_MOVED);
+        CHECK_STR_EQ(err.host, SELF); /* a handed-over request's error keeps its host */
+    }
+    CHECK_INT_EQ(admin_calls, 3);
+    /* a client asks no host operation */
+    CHECK_INT_EQ(cl_host_alive(client), 0);
+    line = forge(CLOUD, KEY,
+                 req_json(json, sizeof(json), "define", 9, "client:x", 1,
+                          "{\"name\":\"x\",\"xml\":\"<domain/>\"}"),
+                 &len);
+    SEND_EXPECT(s, line, len, CL_RPC_DROP_NOT_MEMBER, out);
+    free(line);
+    /* control needs its request object */
+    line = forge(CLOUD, KEY, req_json(json, sizeof(json), "control", 7, "client:y", 2, "{}"), &len);
+    SEND_EXPECT(s, line, len, CL_RPC_DROP_BAD_FIELD, out);
+    free(line);
+    /* one window for every client: what a client sent is not accepted again, from anyone */
+    line = forge(CLOUD, KEY, req_json(json, sizeof(json), "leader", 0, "client:z", 1, "{}"), &len);
+    SEND_EXPECT(s, line, len, CL_RPC_DROP_REPLAY, out); /* incarnation 1 < the admin box's 5000 */
+    free(line);
+    /* the clients' floor is persisted with a control request and reloaded */
+    {
+        cl_rpc_server_t *again = cl_rpc_server_new(fence_dir, &err);
+        json_object *doc = NULL;
+        if (CHECK(again != NULL) &&
+            CHECK_INT_EQ(cl_rpc_server_add_cloud(again, CLOUD, (const unsigned char *)KEY, KEYLEN,
+                                                 pool, 3, &err),
+                         0) &&
+            CHECK_INT_EQ(cl_state_load(fence_dir, CLOUD, &doc, &err), 1)) {
+            json_object *c = NULL;
+            CHECK(json_object_object_get_ex(doc, "clients", &c));
+            CHECK_INT_EQ(json_object_get_int64(json_object_object_get(c, "i")), (long long)inc);
+        }
+        json_object_put(doc);
+        cl_rpc_server_free(again);
+    }
+    cl_host_free(client);
+    cl_rpc_server_set_admin(s->srv, NULL, NULL);
+}
+
 int main(void)
 {
     server_t s = {.lfd = -1, .mode = SERVE};
@@ -708,6 +820,7 @@ int main(void)
     test_fencing(&s, rem, loc);
     test_drops(&s);
     test_answers(&s, rem);
+    test_clients(&s);
 cleanup:
     server_stop(&s);
     if (loc)

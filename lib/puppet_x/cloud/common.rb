@@ -236,6 +236,17 @@ module PuppetX
           validate { |value| PuppetX::Cloud::Common.absolute!(value) }
         end
 
+        type.newparam(:peer_port) do
+          desc <<~DESC
+            The pool daemons' peer port (`cloudd --peer-port`, UDP for the election and TCP for
+            commands). Only a machine outside the pool uses it, to find the leader and hand it
+            the spec.
+          DESC
+          defaultto 7946
+          validate { |value| PuppetX::Cloud::Validate.integer!(value, 1, 65_535) }
+          munge { |value| PuppetX::Cloud::Validate.integer!(value, 1, 65_535) }
+        end
+
         type.newparam(:secret) do
           desc <<~DESC
             The per-cloud secret itself (Sensitive, at least 16 characters), for hosts without

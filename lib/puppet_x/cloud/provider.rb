@@ -99,9 +99,12 @@ module PuppetX
             if cloud.leader?
               report(cloud.leader_start { |event| progress(event) }, 'running')
             else
-              joined = cloud.common_start
+              # joins the election and hands the spec to the leader, which converges it
+              joined = cloud.common_start { |event| progress(event) }
               leader = joined['leader'] ? "#{joined['leader']} leads it (epoch #{joined['epoch']})" : 'no leader yet'
               resource.notice("this host is a member of #{resource[:name]}: #{leader}")
+              resource.notice("the spec was not handed to a leader: #{joined['handover']}") if joined['handover']
+              report(joined, 'running') if joined.key?('changes')
             end
           else
             report(cloud.not_cloud_start { |event| progress(event) }, 'running')

@@ -68,6 +68,7 @@ module PuppetX
           'image_format' => @resource[:image_format],
           'ssh_key' => @resource[:ssh_key],
           'secret_file' => @resource[:secret_file],
+          'peer_port' => @resource[:peer_port],
           'roles' => @layout.order(declared.map(&:name), @resource),
           'slots' => slots,
           'options' => @layout.options(@resource),

@@ -21,7 +21,7 @@ describe PuppetX::Cloud::Spec do
     it 'has every key of the contract, with string keys and JSON values' do
       expect(spec.keys).to eq(['name', 'type', 'ensure', 'pool', 'hypervisor', 'template', 'template_path', 'vm_mem',
                                'vm_ncpu', 'mac_start', 'disk_pool', 'disk_pool_path', 'image_format', 'ssh_key',
-                               'secret_file', 'roles', 'slots', 'options'])
+                               'secret_file', 'peer_port', 'roles', 'slots', 'options'])
       expect(JSON.parse(JSON.generate(spec))).to eq(spec)
     end
 

@@ -175,6 +175,24 @@ describe Puppet::Type.type(:web).provider(:cloud) do
       expect(notices(logs)).to eq(['this host is a member of myweb: 10.0.0.70 leads it (epoch 3)'])
     end
 
+    it 'hands the spec to the leader as a member and tells what the leader changed' do
+      allow(cloud).to receive_messages(member?: true, leader?: false)
+      expect(cloud).to receive(:common_start)
+        .and_yield('event' => '+create', 'slot' => 'myweb-balancer-0', 'host' => '10.0.0.70')
+        .and_return(result.merge('leader' => '10.0.0.70', 'epoch' => 3))
+      expect(notices(capture_logs { provider.start }))
+        .to eq(['created myweb-balancer-0 on 10.0.0.70', 'this host is a member of myweb: 10.0.0.70 leads it (epoch 3)'])
+    end
+
+    it 'says why nothing was handed over while no leader acts' do
+      allow(cloud).to receive_messages(member?: true, leader?: false)
+      expect(cloud).to receive(:common_start)
+        .and_return('leader' => '10.0.0.70', 'epoch' => 3, 'handover' => 'no leader of cloud myweb acts after 3000 ms')
+      expect(notices(capture_logs { provider.start }))
+        .to eq(['this host is a member of myweb: 10.0.0.70 leads it (epoch 3)',
+                'the spec was not handed to a leader: no leader of cloud myweb acts after 3000 ms'])
+    end
+
     it 'hands the spec to the leader from outside the pool' do
       allow(cloud).to receive(:member?).and_return(false)
       expect(cloud).to receive(:not_cloud_start)
