@@ -11,8 +11,16 @@
 struct cl_host {
     const cl_host_ops_t *ops; /* static, borrowed */
     void *impl;               /* owned: ops->release */
-    char name[];              /* the pool entry */
+    cl_host_guard_fn guard;   /* NULL: none */
+    void *guard_ud;
+    char name[]; /* the pool entry */
 };
+
+#define GUARD(h, epoch, op, err)                                                                   \
+    do {                                                                                           \
+        if ((h)->guard && (h)->guard((h)->guard_ud, (h), (epoch), (op), (err)) < 0)                \
+            return -1;                                                                             \
+    } while (0)
 
 /* ========================================================================================== */
 /* A host and its operations                                                                  */
@@ -31,8 +39,16 @@ cl_host_t *cl_host_new(const cl_host_ops_t *ops, const char *name, void *impl, c
     }
     h->ops = ops;
     h->impl = impl;
+    h->guard = NULL;
+    h->guard_ud = NULL;
     memcpy(h->name, name ? name : "", n);
     return h;
+}
+
+void cl_host_set_guard(cl_host_t *h, cl_host_guard_fn fn, void *ud)
+{
+    h->guard = fn;
+    h->guard_ud = ud;
 }
 
 void *cl_host_impl(const cl_host_t *h)
@@ -93,44 +109,55 @@ int cl_host_state(cl_host_t *h, const char *name, cl_err_t *err)
 int cl_host_pool_ensure(cl_host_t *h, uint64_t epoch, const char *pool, const char *path,
                         cl_err_t *err)
 {
+    GUARD(h, epoch, "pool_ensure", err);
     return h->ops->pool_ensure(h, epoch, pool, path, err);
 }
 
 int cl_host_overlay(cl_host_t *h, uint64_t epoch, const char *pool, const char *vol,
                     const char *backing, const char *fmt, char *path_out, size_t len, cl_err_t *err)
 {
+    GUARD(h, epoch, "overlay", err);
     return h->ops->overlay(h, epoch, pool, vol, backing, fmt, path_out, len, err);
 }
 
 int cl_host_define(cl_host_t *h, uint64_t epoch, const char *name, const char *xml, cl_err_t *err)
 {
+    GUARD(h, epoch, "define", err);
     return h->ops->define(h, epoch, name, xml, err);
 }
 
 int cl_host_start(cl_host_t *h, uint64_t epoch, const char *name, cl_err_t *err)
 {
+    GUARD(h, epoch, "start", err);
     return h->ops->start(h, epoch, name, err);
 }
 
 void cl_host_shutdown_request(cl_host_t *h, uint64_t epoch, const char *name)
 {
+    cl_err_t e;
+
+    if (h->guard && h->guard(h->guard_ud, h, epoch, "shutdown_request", &e) < 0)
+        return;
     h->ops->shutdown_request(h, epoch, name);
 }
 
 int cl_host_remove(cl_host_t *h, uint64_t epoch, const char *name, unsigned grace_ms, cl_err_t *err)
 {
+    GUARD(h, epoch, "remove", err);
     return h->ops->remove(h, epoch, name, grace_ms, err);
 }
 
 int cl_host_vol_delete(cl_host_t *h, uint64_t epoch, const char *pool, const char *path,
                        cl_err_t *err)
 {
+    GUARD(h, epoch, "vol_delete", err);
     return h->ops->vol_delete(h, epoch, pool, path, err);
 }
 
 int cl_host_vol_delete_by_name(cl_host_t *h, uint64_t epoch, const char *pool, const char *vol,
                                cl_err_t *err)
 {
+    GUARD(h, epoch, "vol_delete_by_name", err);
     return h->ops->vol_delete_by_name(h, epoch, pool, vol, err);
 }
 

@@ -67,7 +67,17 @@ void cl_host_free(cl_host_t *h); /* NULL-safe */
  */
 cl_host_t *cl_host_local_new(cl_virt_t *v, const char *name, cl_err_t *err);
 
-/* The operations, for the engine: each calls the host's table. */
+/*
+ * A check run before every mutating operation of h (pool_ensure ... vol_delete_by_name): 0 lets
+ * it run; -1 (with err) refuses it, and a shutdown request is then not sent.  The engine uses it
+ * so that a leader that stopped acting in the middle of a run stops at once, on every host,
+ * its own included.  fn == NULL removes it.
+ */
+typedef int (*cl_host_guard_fn)(void *ud, const cl_host_t *h, uint64_t epoch, const char *op,
+                                cl_err_t *err);
+void cl_host_set_guard(cl_host_t *h, cl_host_guard_fn fn, void *ud);
+
+/* The operations, for the engine: each calls the host's table (mutations: the guard first). */
 const char *cl_host_name(const cl_host_t *h);
 const char *cl_host_kind(const cl_host_t *h);
 int cl_host_same_backend(const cl_host_t *a, const cl_host_t *b);

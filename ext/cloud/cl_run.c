@@ -92,6 +92,27 @@ static int same_backend(const cl_host_view_t *a, const cl_host_view_t *b)
  * Connect to every pool host (through the engine's connection cache) and make a cl_host_t of
  * each; unreachable hosts are marked, not fatal (placement skips them).
  */
+/*
+ * The guard of an elected cloud's hosts: a mutation runs only while this daemon still leads the
+ * cloud and acts in the run's epoch, checked right before it (a leader cut off in the middle of
+ * a run stops there, on its own host too, not only where host daemons fence it).
+ */
+static int still_acting(void *ud, const cl_host_t *h, uint64_t epoch, const char *op, cl_err_t *err)
+{
+    cl_run_t *r = ud;
+    uint64_t ep = 0;
+    int acting = 0;
+
+    cl_engine_leader(r->e, r->spec, &ep, &acting);
+    if (acting && ep == epoch)
+        return 0;
+    return cl_err_set(err, CL_ERR_ELECTION, 0, cl_host_name(h), op,
+                      "not done: this host %s cloud %s in epoch %llu (the election is in epoch "
+                      "%llu)",
+                      acting ? "leads" : "no longer leads", r->spec->name,
+                      (unsigned long long)epoch, (unsigned long long)ep);
+}
+
 int cl_run_connect(cl_run_t *r, const char *hypervisor, const char *const *pool, size_t npool,
                    cl_err_t *err)
 {
@@ -140,6 +161,8 @@ int cl_run_connect(cl_run_t *r, const char *hypervisor, const char *const *pool,
             if (!h->host)
                 return -1;
         }
+        if (r->spec && cl_engine_elected(r->e, r->spec))
+            cl_host_set_guard(h->host, still_acting, r);
         alive++;
         h->primary = 1;
         for (j = 0; j < i; j++)

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "cl_engine.h"
+#include "cl_run.h"
 #include "cl_err.h"
 #include "cl_log.h"
 #include "cl_net.h"
@@ -1180,6 +1181,86 @@ static void test_refusals(void)
     cl_spec_free(s);
 }
 
+/* ---------------------------------------------------------------------------------------- */
+/* An elected cloud whose leader stops acting in the middle of a run                          */
+/* ---------------------------------------------------------------------------------------- */
+
+static cl_engine_t *eng_el;
+static int acting_left; /* the election says "acting" this many more times, then no */
+
+static int fake_lead(void *ud, const cl_spec_t *spec, char *leader, size_t len, uint64_t *epoch)
+{
+    (void)ud;
+    (void)spec;
+    snprintf(leader, len, "%s", HOST);
+    *epoch = 7;
+    return acting_left-- > 0 ? 1 : 0;
+}
+
+/* HOST2 "through its daemon": here the same test driver, through the engine's connection. */
+static cl_host_t *fake_remote(void *ud, const cl_spec_t *spec, const char *host, cl_err_t *err)
+{
+    cl_virt_t *v = cl_engine_conn(eng_el, URI, host, err);
+
+    (void)ud;
+    (void)spec;
+    return v ? cl_host_local_new(v, host, err) : NULL;
+}
+
+static void test_stops_when_no_longer_acting(void)
+{
+    cl_engine_peers_t peers = {NULL, fake_lead, fake_remote};
+    spec_opts_t o = {0};
+    cl_engine_opts_t eo;
+    cl_addrs_t self = {0};
+    json_object *res = NULL;
+    cl_spec_t *s;
+    cl_err_t err;
+    int made;
+
+    cl_addrs_add(&self, HOST);
+    memset(&eo, 0, sizeof(eo));
+    eo.state_dir = state_dir;
+    eo.self = &self;
+    eo.peers = &peers;
+    cl_err_clear(&err);
+    if (!CHECK_INT_EQ(cl_engine_new(&eo, &eng_el, &err), 0))
+        return;
+    cl_addrs_free(&self);
+    o.nservers = 5;
+    o.two_hosts = 1;
+    s = make_spec("el", &o);
+    /* acting for the start of the run and a few mutations, then cut off */
+    acting_left = 6;
+    CHECK_INT_EQ(cl_engine_apply(eng_el, s, 0, on_progress, NULL, &res, &err), -1);
+    CHECK_INT_EQ(err.domain, CL_ERR_ELECTION);
+    CHECK_CONTAINS(err.msg, "no longer leads cloud el in epoch 7");
+    made = owned_count("el");
+    CHECK(made < 6); /* it stopped: not every slot was made */
+    json_object_put(res);
+    res = NULL;
+    /* no mutation at all once it is not acting: nothing changes */
+    acting_left = 1;
+    cl_err_clear(&err);
+    CHECK_INT_EQ(cl_engine_apply(eng_el, s, 0, on_progress, NULL, &res, &err), -1);
+    CHECK_INT_EQ(owned_count("el"), made);
+    json_object_put(res);
+    res = NULL;
+    /* acting again: it finishes, then tears down */
+    acting_left = 1000000;
+    cl_err_clear(&err);
+    if (CHECK_INT_EQ(cl_engine_apply(eng_el, s, 0, on_progress, NULL, &res, &err), 0))
+        CHECK_INT_EQ(owned_count("el"), 6);
+    json_object_put(res);
+    res = NULL;
+    CHECK_INT_EQ(cl_engine_stop(eng_el, "el", NULL, 0, on_progress, NULL, &res, &err), 0);
+    json_object_put(res);
+    CHECK_INT_EQ(owned_count("el"), 0);
+    cl_spec_free(s);
+    cl_engine_free(eng_el);
+    eng_el = NULL;
+}
+
 int main(void)
 {
     cl_engine_opts_t eo;
@@ -1223,6 +1304,7 @@ int main(void)
     test_failed_define();
     test_two_hosts();
     test_refusals();
+    test_stops_when_no_longer_acting();
 
     cl_engine_free(eng);
     virConnectClose(conn);
