@@ -249,8 +249,10 @@ module PuppetX
 
         type.newparam(:secret) do
           desc <<~DESC
-            The per-cloud secret itself (Sensitive, at least 16 characters), for hosts without
-            `secret_file`. Never logged and never put in the spec.
+            The per-cloud secret itself (Sensitive, at least 16 characters), instead of
+            `secret_file`: Puppet writes it to `/var/lib/cloud/secrets/<name>.key` (mode 0600,
+            directory 0700; under `$CLOUD_STATE_DIR` if set), which the daemons then read, and
+            removes that file after `ensure => stopped`. Never logged, never put in the spec.
           DESC
           sensitive true
           validate do |value|

@@ -117,6 +117,7 @@ module PuppetX
         with_cloud do |cloud|
           @noticed = []
           report(cloud.stop { |event| progress(event) }, nil)
+          PuppetX::Cloud::Secret.remove(resource)
         end
       end
 
@@ -145,6 +146,8 @@ module PuppetX
       end
 
       def with_cloud
+        # a Sensitive `secret` reaches the daemons as a root-only key file (not in noop mode)
+        PuppetX::Cloud::Secret.write(resource) unless resource.noop?
         cloud = ::Cloud.new(spec)
         yield cloud
       rescue ::Cloud::Error => e

@@ -9,6 +9,7 @@
 
 require_relative 'validate'
 require_relative 'source'
+require_relative 'secret'
 
 module PuppetX
   module Cloud
@@ -67,7 +68,7 @@ module PuppetX
           'disk_pool_path' => @resource[:disk_pool_path],
           'image_format' => @resource[:image_format],
           'ssh_key' => @resource[:ssh_key],
-          'secret_file' => @resource[:secret_file],
+          'secret_file' => Secret.file_for(@resource),
           'peer_port' => @resource[:peer_port],
           'roles' => @layout.order(declared.map(&:name), @resource),
           'slots' => slots,
