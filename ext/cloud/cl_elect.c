@@ -56,6 +56,10 @@ typedef struct ecloud {
     int last_leader, last_acting;
     uint64_t last_epoch; /* what on_change was last told */
     counters_t n;
+    /* a follower: the members its leader's last heartbeat said were live, and when it came */
+    char leader_live[CL_MSG_LIVE_HEX_MAX + 1];
+    int leader_live_from;
+    uint64_t leader_live_at;
 } ecloud_t;
 
 struct cl_elect {
@@ -325,8 +329,46 @@ int cl_elect_fd(const cl_elect_t *e)
 /* Sending and reporting                                                                     */
 /* ---------------------------------------------------------------------------------------- */
 
+/* Heard from member i within hb_timeout (this member always is). */
+static int heard_lately(const ecloud_t *c, unsigned i, uint64_t now)
+{
+    const member_t *m = &c->members[i];
+
+    return i == c->me ||
+           (m->heard && now >= m->heard_at && now - m->heard_at < c->cfg.hb_timeout_ms);
+}
+
+/* The leader's view of its members, for its heartbeats ("l"): the ones it heard lately. */
+static void live_set(const ecloud_t *c, uint64_t now, char *out)
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned k, b, d;
+
+    for (k = 0; 4 * k < c->npool; k++) {
+        for (d = 0, b = 0; b < 4 && 4 * k + b < c->npool; b++)
+            if (heard_lately(c, 4 * k + b, now))
+                d |= 1u << b;
+        out[k] = hex[d];
+    }
+    out[k] = '\0';
+}
+
+/* Is member i in a live set of hex digits? */
+static int live_has(const char *live, unsigned i)
+{
+    size_t k = i / 4;
+    char ch;
+    int d;
+
+    if (k >= strlen(live))
+        return 0;
+    ch = live[k];
+    d = ch >= 'a' ? ch - 'a' + 10 : ch - '0';
+    return (d >> (i % 4)) & 1;
+}
+
 /* One action of cl_bully: encode once (the next "q"), send to each destination. */
-static void send_one(cl_elect_t *e, ecloud_t *c, const cl_bully_send_t *s)
+static void send_one(cl_elect_t *e, ecloud_t *c, const cl_bully_send_t *s, uint64_t now)
 {
     cl_msg_t m = {.type = s->type, .epoch = s->epoch, .prio = c->me, .inc = e->inc};
     char buf[CL_MSG_MAX + 1];
@@ -340,6 +382,10 @@ static void send_one(cl_elect_t *e, ecloud_t *c, const cl_bully_send_t *s)
     m.ack_epoch = s->ack_epoch;
     m.has_round = s->has_round;
     m.round = s->round;
+    if (m.type == CL_MSG_HB && c->npool <= 4 * CL_MSG_LIVE_HEX_MAX) {
+        m.has_live = 1; /* members see each other's liveness through the leader */
+        live_set(c, now, m.live);
+    }
     m.seq = ++c->seq;
     e->seq_floor++; /* stays >= every cloud's seq */
     cl_err_clear(&err);
@@ -378,7 +424,7 @@ static void settle(cl_elect_t *e, ecloud_t *c, const cl_bully_out_t *out, uint64
     size_t k;
 
     for (k = 0; k < out->nsend; k++)
-        send_one(e, c, &out->send[k]);
+        send_one(e, c, &out->send[k], now);
     c->deadline = out->deadline;
     cl_bully_log(c->b, c->name, out);
     if (leader >= 0 && leader != c->last_leader)
@@ -638,6 +684,11 @@ static void handle(cl_elect_t *e, const char *buf, size_t len, uint64_t now)
     c->members[m.prio].heard = 1;
     c->members[m.prio].heard_at = now;
     cl_bully_on_msg(c->b, now, &m, &out);
+    if (m.type == CL_MSG_HB && m.has_live && cl_bully_leader(c->b) == (int)m.prio) {
+        memcpy(c->leader_live, m.live, sizeof(c->leader_live));
+        c->leader_live_from = (int)m.prio;
+        c->leader_live_at = now;
+    }
     settle(e, c, &out, now);
 }
 
@@ -764,12 +815,22 @@ static json_object *cloud_status(const cl_elect_t *e, const ecloud_t *c, uint64_
         json_object *mo = json_object_new_object();
         int self = i == c->me;
         uint64_t ago = m->heard && now > m->heard_at ? now - m->heard_at : 0;
+        int direct = heard_lately(c, i, now);
+        /* a follower does not hear the other followers: its leader's last heartbeat tells */
+        int via = !direct && leader >= 0 && leader != (int)c->me && c->leader_live_from == leader &&
+                  c->leader_live_at && now - c->leader_live_at < c->cfg.hb_timeout_ms &&
+                  live_has(c->leader_live, i);
         if (!mo)
             break;
         ADD(mo, "host", json_object_new_string(m->host));
         ADD(mo, "priority", json_object_new_int((int)i));
         ADD(mo, "self", json_object_new_boolean(self));
-        ADD(mo, "alive", json_object_new_boolean(self || (m->heard && ago < c->cfg.hb_timeout_ms)));
+        ADD(mo, "alive", json_object_new_boolean(direct || via));
+        ADD(mo, "seen_by",
+            json_object_new_string(self     ? "self"
+                                   : direct ? "direct"
+                                   : via    ? "leader"
+                                            : "nobody"));
         ADD(mo, "last_heard_ms_ago", m->heard && !self ? json_object_new_uint64(ago) : NULL);
         json_object_array_add(members, mo);
     }

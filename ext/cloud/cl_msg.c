@@ -140,7 +140,7 @@ static int json_quote(const char *s, char *out, size_t cap, size_t *n)
 int cl_msg_encode(const cl_msg_t *m, const char *cloud, const unsigned char *key, size_t keylen,
                   char *buf, size_t cap, size_t *len, cl_err_t *err)
 {
-    char json[CL_MSG_MAX], sender[2 * CL_MSG_SENDER_MAX + 8], tail[64];
+    char json[CL_MSG_MAX], sender[2 * CL_MSG_SENDER_MAX + 8], tail[64 + CL_MSG_LIVE_HEX_MAX];
     unsigned char mac[MAC_LEN];
     size_t slen, jlen, hlen, i, limit;
     int n;
@@ -177,6 +177,13 @@ int cl_msg_encode(const cl_msg_t *m, const char *cloud, const unsigned char *key
         snprintf(tail, sizeof(tail), ",\"x\":%" PRIu64, m->ack_epoch);
     else if (m->has_round)
         snprintf(tail, sizeof(tail), ",\"r\":%" PRIu64, m->round);
+    if (m->has_live) {
+        size_t tl = strlen(tail), ll = strnlen(m->live, sizeof(m->live));
+        if (ll == 0 || ll > CL_MSG_LIVE_HEX_MAX || strspn(m->live, "0123456789abcdef") != ll)
+            return MSG_ERR(err, "encode: %s: live set not 1..%d lowercase hex digits",
+                           type_names[m->type], CL_MSG_LIVE_HEX_MAX);
+        snprintf(tail + tl, sizeof(tail) - tl, ",\"l\":\"%s\"", m->live);
+    }
     n = snprintf(json, sizeof(json),
                  "{\"v\":%d,\"t\":\"%s\",\"e\":%" PRIu64 ",\"s\":%s,\"p\":%u,\"i\":%" PRIu64
                  ",\"q\":%" PRIu64 "%s}",
@@ -499,6 +506,11 @@ static int read_fields(json_object *o, cl_msg_t *out)
         return r;
     out->prio = (unsigned)prio;
     if ((out->type == CL_MSG_HB_ACK || out->type == CL_MSG_COORD_ACK) && !out->has_ack)
+        return CL_MSG_DROP_BAD_FIELD;
+    out->has_live = json_object_object_get_ex(o, "l", NULL);
+    if (out->has_live &&
+        ((r = get_str(o, "l", CL_MSG_LIVE_HEX_MAX, out->live, sizeof(out->live))) ||
+         strspn(out->live, "0123456789abcdef") != strlen(out->live)))
         return CL_MSG_DROP_BAD_FIELD;
     return CL_MSG_OK;
 }

@@ -15,12 +15,13 @@
 
 struct json_tokener;
 
-#define CL_MSG_MAX 1200       /* longest datagram, header included: never fragments on a LAN */
-#define CL_MSG_MAGIC "CLOUD1" /* first word of every message */
-#define CL_MSG_VERSION 1      /* the "v" field */
-#define CL_MSG_MAC_HEX 64     /* HMAC-SHA256 in lowercase hex */
-#define CL_MSG_SENDER_MAX 255 /* longest "s" (a pool entry: host name or address) */
-#define CL_MSG_POOL_MAX 1024  /* "p" is below this (and below the cloud's pool size) */
+#define CL_MSG_MAX 1200        /* longest datagram, header included: never fragments on a LAN */
+#define CL_MSG_MAGIC "CLOUD1"  /* first word of every message */
+#define CL_MSG_VERSION 1       /* the "v" field */
+#define CL_MSG_MAC_HEX 64      /* HMAC-SHA256 in lowercase hex */
+#define CL_MSG_SENDER_MAX 255  /* longest "s" (a pool entry: host name or address) */
+#define CL_MSG_POOL_MAX 1024   /* "p" is below this (and below the cloud's pool size) */
+#define CL_MSG_LIVE_HEX_MAX 64 /* "l": members a leader reports live, 4 a hex digit (256) */
 #define CL_MSG_NUM_MAX (UINT64_C(1) << 62) /* every number on the wire is in 0..this */
 #define CL_MSG_JSON_DEPTH 8                /* nesting accepted in the JSON (unknown fields) */
 #define CL_MSG_KEY_MIN 16                  /* shortest secret accepted */
@@ -66,6 +67,8 @@ typedef struct cl_msg {
     uint64_t ack_epoch;                 /* "x": the epoch acknowledged */
     int has_round;                      /* "r" present */
     uint64_t round;                     /* "r": leader's round (HB/COORDINATOR), echoed in acks */
+    int has_live;                       /* "l" present (HB: the leader's view of its members) */
+    char live[CL_MSG_LIVE_HEX_MAX + 1]; /* "l": hex digits; digit k, bit b: member 4k+b is live */
     char cloud[CL_NAME_MAX + 1];        /* filled by cl_msg_decode from the header */
 } cl_msg_t;
 

@@ -96,6 +96,15 @@ RSpec.describe 'a pool of three hosts' do
     expect(@epoch).to be >= 1
   end
 
+  it 'shows on a follower every member live, the other followers as its leader sees them' do
+    members = wait_for('127.0.0.4 to see every member live') do
+      m = status('127.0.0.4')&.dig('election', 'members')
+      m if m&.all? { |x| x['alive'] }
+    end
+    expect(members.map { |x| [x['host'], x['seen_by']] })
+      .to eq([%w[127.0.0.2 direct], %w[127.0.0.3 leader], %w[127.0.0.4 self]])
+  end
+
   it 'refuses to act from a member that does not lead, naming the leader' do
     expect { cloud('127.0.0.4').leader_start }.to raise_error(Cloud::ElectionError, /127\.0\.0\.2/)
   end

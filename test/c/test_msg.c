@@ -166,6 +166,34 @@ static void test_round_trip(void)
     cl_msg_rx_free(NULL);
 }
 
+/* A heartbeat's live set survives the trip; a bad one is not encoded. */
+static void test_live_set(void)
+{
+    cl_msg_rx_t *rx = new_rx();
+    char buf[CL_MSG_MAX + 1];
+    cl_msg_t m = msg(CL_MSG_HB, 1, 1, 1, 4), out;
+    cl_err_t err;
+    size_t len;
+
+    m.has_live = 1;
+    snprintf(m.live, sizeof(m.live), "%s", "5");
+    len = enc(&m, "web", buf, sizeof(buf));
+    if (CHECK_INT_EQ(cl_msg_decode(rx, buf, len, &out), CL_MSG_OK)) {
+        CHECK_INT_EQ(out.has_live, 1);
+        CHECK_STR_EQ(out.live, "5");
+    }
+    m = msg(CL_MSG_HB, 1, 1, 2, 4);
+    len = enc(&m, "web", buf, sizeof(buf));
+    if (CHECK_INT_EQ(cl_msg_decode(rx, buf, len, &out), CL_MSG_OK))
+        CHECK_INT_EQ(out.has_live, 0);
+    m.has_live = 1;
+    snprintf(m.live, sizeof(m.live), "%s", "xyz");
+    cl_err_clear(&err);
+    CHECK_INT_EQ(cl_msg_encode(&m, "web", KEY, KEYLEN, buf, sizeof(buf), &len, &err), -1);
+    CHECK_CONTAINS(err.msg, "live set");
+    cl_msg_rx_free(rx);
+}
+
 static void test_encode_errors(void)
 {
     char buf[CL_MSG_MAX], small[40];
@@ -378,6 +406,15 @@ static void test_json_and_fields(void)
         {"{" GOOD ",\"z\":\"\xff\xfe\"}", CL_MSG_DROP_BAD_JSON},        /* not UTF-8 */
         {"{" GOOD ",\"z\":0123}", CL_MSG_DROP_BAD_JSON},                /* leading zero */
         {"{" GOOD ",\"z\":99999999999999999999999}", CL_MSG_OK},        /* unknown: ignored */
+        /* "l", a leader's live set: lowercase hex digits, 1..CL_MSG_LIVE_HEX_MAX of them */
+        {"{" GOOD ",\"l\":\"0f3\"}", CL_MSG_OK},
+        {"{" GOOD ",\"l\":\"\"}", CL_MSG_DROP_BAD_FIELD},
+        {"{" GOOD ",\"l\":\"0F\"}", CL_MSG_DROP_BAD_FIELD},
+        {"{" GOOD ",\"l\":\"0g\"}", CL_MSG_DROP_BAD_FIELD},
+        {"{" GOOD ",\"l\":7}", CL_MSG_DROP_BAD_FIELD},
+        {"{" GOOD ",\"l\":\"0\\u00001\"}", CL_MSG_DROP_BAD_FIELD},
+        {"{" GOOD ",\"l\":\"00000000000000000000000000000000000000000000000000000000000000001\"}",
+         CL_MSG_DROP_BAD_FIELD}, /* 65 digits */
         /* version first, then type */
         {"{\"v\":2,\"t\":\"HB\",\"e\":5,\"s\":\"h1\",\"p\":1,\"i\":1,\"q\":1}",
          CL_MSG_DROP_VERSION},
@@ -630,6 +667,7 @@ static void test_key_file(void)
 
 int main(void)
 {
+    test_live_set();
     test_round_trip();
     test_encode_errors();
     test_drops();

@@ -87,7 +87,8 @@ static void decode_one(cl_msg_rx_t *rx, const char *dgram, size_t len)
                 again.epoch != out.epoch || again.prio != out.prio || again.inc != out.inc ||
                 again.seq != out.seq || again.has_ack != out.has_ack ||
                 again.ack_epoch != out.ack_epoch || again.has_round != out.has_round ||
-                again.round != out.round || strcmp(again.sender, out.sender) != 0 ||
+                again.round != out.round || again.has_live != out.has_live ||
+                strcmp(again.live, out.live) != 0 || strcmp(again.sender, out.sender) != 0 ||
                 strcmp(again.cloud, out.cloud) != 0)
                 abort();
             cl_msg_rx_free(fresh);
@@ -155,6 +156,8 @@ int main(int argc, char **argv)
 {
     static const char *const json[] = {
         "{\"v\":1,\"t\":\"HB\",\"e\":3,\"s\":\"h0\",\"p\":0,\"i\":1,\"q\":1,\"r\":7}",
+        "{\"v\":1,\"t\":\"HB\",\"e\":3,\"s\":\"h0\",\"p\":0,\"i\":1,\"q\":1,\"r\":7,\"l\":\"7\"}",
+        "{\"v\":1,\"t\":\"HB\",\"e\":3,\"s\":\"h0\",\"p\":0,\"i\":1,\"q\":1,\"l\":\"7G\"}",
         "{\"v\":1,\"t\":\"HB_ACK\",\"e\":3,\"s\":\"h1\",\"p\":1,\"i\":2,\"q\":9,\"x\":3,\"r\":7}",
         "{\"v\":1,\"t\":\"ELECTION\",\"e\":3,\"s\":\"h2\",\"p\":2,\"i\":1,\"q\":1}",
         "{\"v\":1,\"t\":\"ANSWER\",\"e\":3,\"s\":\"h1\",\"p\":1,\"i\":1,\"q\":1}",
