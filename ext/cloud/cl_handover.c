@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "cl_msg.h"
+#include "cl_net.h"
 #include "cl_rpc.h"
 #include "cl_time.h"
 #include "cl_timeouts.h"
@@ -50,21 +51,11 @@ static void note(ctx_t *x, const char *entry, const cl_err_t *e)
 static cl_host_t *host_for(ctx_t *x, const char *entry, unsigned connect_ms, unsigned reply_ms,
                            cl_err_t *err)
 {
-    struct addrinfo hints, *res = NULL;
     char addr[NI_MAXHOST];
     cl_host_t *h;
 
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    if (getaddrinfo(entry, NULL, &hints, &res) != 0 || !res ||
-        getnameinfo(res->ai_addr, res->ai_addrlen, addr, sizeof(addr), NULL, 0, NI_NUMERICHOST)) {
-        if (res)
-            freeaddrinfo(res);
-        cl_err_set(err, CL_ERR_SYS, 0, entry, "resolve", "cannot resolve pool host %s", entry);
+    if (cl_net_numeric(entry, addr, sizeof(addr), err) < 0)
         return NULL;
-    }
-    freeaddrinfo(res);
     h = cl_host_remote_new(entry, addr, x->spec->peer_port, x->spec->name, x->key, x->keylen,
                            x->sender, x->inc, err);
     if (h)

@@ -98,3 +98,22 @@ int cl_net_is_self(const cl_addrs_t *addrs, const char *host)
     freeaddrinfo(res);
     return found;
 }
+
+int cl_net_numeric(const char *host, char *addr, size_t cap, cl_err_t *err)
+{
+    struct addrinfo hints, *res = NULL;
+    int rc;
+
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    rc = getaddrinfo(host, NULL, &hints, &res);
+    if (rc != 0 || !res ||
+        getnameinfo(res->ai_addr, res->ai_addrlen, addr, (socklen_t)cap, NULL, 0, NI_NUMERICHOST)) {
+        if (res)
+            freeaddrinfo(res);
+        return cl_err_set(err, CL_ERR_SYS, 0, host, "resolve", "cannot resolve pool host %s", host);
+    }
+    freeaddrinfo(res);
+    return 0;
+}

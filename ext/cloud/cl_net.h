@@ -20,6 +20,8 @@ int cl_net_local_addrs(cl_addrs_t *out, cl_err_t *err);
 /* Does host (IP literal or name) name one of addrs? */
 int cl_net_is_self(const cl_addrs_t *addrs, const char *host);
 int cl_addrs_add(cl_addrs_t *a, const char *s);
+/* A pool entry resolved to a numeric address into addr (NI_MAXHOST bytes); -1 and err. */
+int cl_net_numeric(const char *host, char *addr, size_t cap, cl_err_t *err);
 void cl_addrs_free(cl_addrs_t *a);
 
 #endif

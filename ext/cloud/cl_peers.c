@@ -24,6 +24,7 @@
 #include "cl_handover.h"
 #include "cl_log.h"
 #include "cl_msg.h"
+#include "cl_net.h"
 #include "cl_rpc.h"
 #include "cl_run.h"
 #include "cl_state.h"
@@ -493,24 +494,12 @@ static int heard(cl_peers_t *p, const char *cloud, const char *host)
 static cl_host_t *hook_remote(void *ud, const cl_spec_t *spec, const char *host, cl_err_t *err)
 {
     cl_peers_t *p = ud;
-    struct addrinfo hints, *res = NULL;
     char addr[NI_MAXHOST];
     peer_cloud_t *c;
     cl_host_t *h = NULL;
-    int rc;
 
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    rc = getaddrinfo(host, NULL, &hints, &res);
-    if (rc != 0 || !res ||
-        getnameinfo(res->ai_addr, res->ai_addrlen, addr, sizeof(addr), NULL, 0, NI_NUMERICHOST)) {
-        if (res)
-            freeaddrinfo(res);
-        cl_err_set(err, CL_ERR_SYS, 0, host, "resolve", "cannot resolve pool host %s", host);
+    if (cl_net_numeric(host, addr, sizeof(addr), err) < 0)
         return NULL;
-    }
-    freeaddrinfo(res);
     pthread_mutex_lock(&p->lock);
     c = find(p, spec->name);
     if (!c)

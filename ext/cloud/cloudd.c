@@ -469,6 +469,20 @@ cleanup:
     return res ? ok_with(res) : NULL;
 }
 
+/*
+ * A request is over (the one `active` counted): an embedded daemon whose last cloud it stopped
+ * may now exit, decided on the event loop.
+ */
+static void request_done(int stopped)
+{
+    atomic_store(&last_activity_ms, cl_time_now_ms());
+    if (stopped && opt.embedded && cl_engine_cloud_count(engine) == 0)
+        atomic_store(&last_stopped, 1);
+    atomic_fetch_sub(&active, 1);
+    if (stopped)
+        wake_loop();
+}
+
 static void *serve(void *arg)
 {
     conn_t *c = arg;
@@ -502,12 +516,7 @@ static void *serve(void *arg)
     cl_ctl_reader_free(&rd);
     close(c->fd);
     free(c);
-    atomic_store(&last_activity_ms, cl_time_now_ms());
-    if (stopped && opt.embedded && cl_engine_cloud_count(engine) == 0)
-        atomic_store(&last_stopped, 1);
-    atomic_fetch_sub(&active, 1);
-    if (stopped)
-        wake_loop();
+    request_done(stopped);
     return NULL;
 }
 
@@ -526,12 +535,7 @@ static json_object *peer_control(void *ud, json_object *req, json_object *events
     atomic_store(&last_activity_ms, cl_time_now_ms());
     res = dispatch(&out, req, &stopped, err);
     cl_log_flush();
-    atomic_store(&last_activity_ms, cl_time_now_ms());
-    if (stopped && opt.embedded && cl_engine_cloud_count(engine) == 0)
-        atomic_store(&last_stopped, 1);
-    atomic_fetch_sub(&active, 1);
-    if (stopped)
-        wake_loop();
+    request_done(stopped);
     return res;
 }
 

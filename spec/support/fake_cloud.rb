@@ -47,3 +47,14 @@ class FakeCloud
 
   def close; end
 end
+
+# The fake in place of Cloud for each example, the extension's feature on, and Cloud.new
+# answering let(:cloud) (an instance_double of FakeCloud that the group defines).
+RSpec.shared_context 'with a fake Cloud' do
+  before(:each) do
+    stub_const('Cloud', FakeCloud)
+    allow(Puppet.features).to receive(:cloud_ext?).and_return(true)
+    allow(Cloud).to receive(:new).and_return(cloud)
+    allow(cloud).to receive(:close)
+  end
+end

@@ -21,12 +21,7 @@ describe PuppetX::Cloud::Secret do
     end
   end
 
-  before(:each) do
-    stub_const('Cloud', FakeCloud)
-    allow(Puppet.features).to receive(:cloud_ext?).and_return(true)
-    allow(Cloud).to receive(:new).and_return(cloud)
-    allow(cloud).to receive(:close)
-  end
+  include_context 'with a fake Cloud'
 
   it 'names the file in the spec, and never the value' do
     spec = PuppetX::Cloud::Spec.build(resource)

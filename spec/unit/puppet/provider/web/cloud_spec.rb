@@ -16,12 +16,7 @@ describe Puppet::Type.type(:web).provider(:cloud) do
   let(:running_status) { { 'name' => 'myweb', 'type' => 'web', 'state' => 'running', 'slots' => slots_status } }
   let(:stopped_status) { { 'name' => 'myweb', 'type' => 'web', 'state' => 'stopped', 'slots' => [] } }
 
-  before(:each) do
-    stub_const('Cloud', FakeCloud)
-    allow(Puppet.features).to receive(:cloud_ext?).and_return(true)
-    allow(Cloud).to receive(:new).and_return(cloud)
-    allow(cloud).to receive(:close)
-  end
+  include_context 'with a fake Cloud'
 
   def notices(logs)
     logs.select { |l| l.level == :notice }.map(&:message)
