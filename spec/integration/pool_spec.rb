@@ -227,6 +227,39 @@ RSpec.describe 'a pool of three hosts' do
     expect(status('127.0.0.2')['state']).to eq('running') # stopping px left pw alone
   end
 
+  # What the provider does on each pool host (lib/puppet_x/cloud/provider.rb, start).
+  def apply_as_provider(host, the_spec)
+    c = Cloud.new(the_spec, socket: sock(host), state_dir: File.join(dir(host), 'state'), autostart: false)
+    c.leader? ? c.leader_start : c.common_start
+  ensure
+    c&.close
+  end
+
+  it 'converges to one placement whichever host applies first (here the last in the pool)' do
+    py = spec.merge('name' => 'py',
+                    'slots' => spec['slots'].map { |sl| sl.merge('name' => sl['name'].sub('pw-', 'py-'), 'ip' => sl['ip'].sub('10.0.9.', '10.0.7.')) })
+    alone = apply_as_provider('127.0.0.4', py) # a minority: it joins, nothing is done
+    expect(alone['changed']).to be_nil
+    expect(call('127.0.0.4', 'op' => 'status', 'name' => 'py')&.dig('clouds', 0, 'domains').to_i).to eq(0)
+    second = apply_as_provider('127.0.0.3', py) # a majority: its leader converges it
+    expect(second['changed']).to eq(3)
+    st = wait_for('py to run, led by 127.0.0.3') do
+      x = call('127.0.0.3', 'op' => 'status', 'name' => 'py')&.dig('clouds', 0)
+      x if x && x['state'] == 'running'
+    end
+    expect(st['slots'].size).to eq(3)
+    third = apply_as_provider('127.0.0.2', py) # the first of the pool joins last and takes over
+    expect(third['changed'].to_i).to eq(0)
+    final = wait_for('127.0.0.2 to lead py with every slot running once') do
+      x = call('127.0.0.2', 'op' => 'status', 'name' => 'py')&.dig('clouds', 0)
+      x if x && x['leader'] == '127.0.0.2' && x['state'] == 'running'
+    end
+    expect(final['slots'].map { |sl| sl['name'] }.sort).to eq(%w[py-node-0 py-node-1 py-node-2])
+    expect(final['domains']).to eq(3) # no second copy of any slot
+    %w[127.0.0.3 127.0.0.4].each { |h| call(h, 'op' => 'stop', 'name' => 'py', 'spec' => py.merge('ensure' => 'stopped')) }
+    expect(call('127.0.0.2', 'op' => 'stop', 'name' => 'py', 'spec' => py.merge('ensure' => 'stopped'))).to include('ok' => true)
+  end
+
   it 're-places the slot of a killed member on the next monitor cycle, the leader staying' do
     victim = status('127.0.0.2')['slots'].find { |sl| sl['host'] == '127.0.0.4' }
     expect(victim).not_to be_nil
