@@ -70,7 +70,12 @@ static void print_election(json_object *c)
         json_object *m = json_object_array_get_idx(members, i);
         int alive = json_object_object_get_ex(m, "alive", &v) && json_object_get_boolean(v);
         int self = json_object_object_get_ex(m, "self", &v) && json_object_get_boolean(v);
-        printf(" %s (%s)", str_of(m, "host", "?"), self ? "this host" : alive ? "heard" : "silent");
+        const char *by = str_of(m, "seen_by", "direct");
+        printf(" %s (%s)", str_of(m, "host", "?"),
+               self                        ? "this host"
+               : !alive                    ? "silent"
+               : strcmp(by, "leader") == 0 ? "live, says the leader"
+                                           : "heard");
     }
     printf("\n  elections %s, leader changes %s, dropped messages %lld\n",
            str_of(counters, "elections", "0"), str_of(counters, "leader_changes", "0"),
