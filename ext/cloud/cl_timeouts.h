@@ -27,4 +27,13 @@
 #define CL_RPC_IO_MS 10000     /* host daemon: reading a request, and writing its answer */
 #define CL_RPC_NOTE_MS 100     /* host daemon: the unauthenticated "DROP <reason>" notice */
 
+/* SSH to guests (cl_ssh): defaults of cl_ssh_opts_t and cl_ssh_run_opts_t. */
+#define CL_SSH_CONNECT_MS 5000     /* TCP connect to a guest's sshd */
+#define CL_SSH_AUTH_MS 30000       /* banner, key exchange, host key, auth (slow under TCG) */
+#define CL_SSH_EXEC_MS 600000      /* one command, from channel open to exit status */
+#define CL_SSH_UPLOAD_MS 120000    /* one file: SCP transfer, chmod and rename */
+#define CL_SSH_CLOSE_MS 1000       /* closing a channel or a session before dropping it */
+#define CL_SSH_BACKOFF_MIN_MS 100  /* cl_ssh_wait_ready: first pause between attempts... */
+#define CL_SSH_BACKOFF_MAX_MS 2000 /* ...doubling up to this */
+
 #endif

@@ -33,7 +33,7 @@ bin/cloudctl: $(OBJDIR)/cloudctl.o $(OBJDIR)/libcloudcore.a
 	@mkdir -p bin
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
-build/test/%: test/c/%.c test/c/check.h $(OBJDIR)/libcloudcore.a
+build/test/%: test/c/%.c $(wildcard test/c/*.h) $(OBJDIR)/libcloudcore.a
 	@mkdir -p build/test
 	$(CC) $(CFLAGS) -Itest/c -o $@ $< $(OBJDIR)/libcloudcore.a $(LDLIBS)
 
