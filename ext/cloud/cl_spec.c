@@ -134,6 +134,50 @@ static int get_uint(json_object *o, const char *key, unsigned long dflt, unsigne
     return 0;
 }
 
+static const char *const step_names[CL_STEP_COUNT] = {"setup", "start", "check", "stop"};
+
+const char *cl_step_name(int step)
+{
+    return step >= 0 && step < CL_STEP_COUNT ? step_names[step] : "?";
+}
+
+/* "steps": {"setup": script, ...} of role i (optional; each a non-empty string, no NUL). */
+static int parse_steps(cl_role_t *role, json_object *r, size_t i, cl_err_t *err)
+{
+    json_object *steps = NULL, *v;
+    int k, n = 0;
+
+    if (!json_object_object_get_ex(r, "steps", &steps) || json_object_is_type(steps, json_type_null))
+        return 0;
+    if (!json_object_is_type(steps, json_type_object))
+        return SPEC_ERR(err, "roles[%zu].steps: expected an object of scripts", i);
+    for (k = 0; k < CL_STEP_COUNT; k++) {
+        if (!json_object_object_get_ex(steps, step_names[k], &v) ||
+            json_object_is_type(v, json_type_null))
+            continue;
+        n++;
+        if (!json_object_is_type(v, json_type_string) || json_object_get_string_len(v) <= 0 ||
+            strlen(json_object_get_string(v)) != (size_t)json_object_get_string_len(v))
+            return SPEC_ERR(err, "roles[%zu].steps.%s (%s): expected a non-empty script", i,
+                            step_names[k], role->name);
+        role->steps[k] = json_object_get_string(v);
+    }
+    if ((size_t)n != (size_t)json_object_object_length(steps)) {
+        json_object_object_foreach(steps, key, val)
+        {
+            (void)val;
+            for (k = 0; k < CL_STEP_COUNT && strcmp(key, step_names[k]) != 0; k++)
+                ;
+            if (k == CL_STEP_COUNT)
+                return SPEC_ERR(err,
+                                "roles[%zu].steps (%s): unknown step '%.40s' (setup, start, "
+                                "check, stop)",
+                                i, role->name, key);
+        }
+    }
+    return 0;
+}
+
 static int parse_roles(cl_spec_t *s, json_object *arr, cl_err_t *err)
 {
     size_t i, j, n;
@@ -165,6 +209,8 @@ static int parse_roles(cl_spec_t *s, json_object *arr, cl_err_t *err)
         if (str_array(after, &s->roles[i].after, &s->roles[i].nafter, what, err) < 0)
             return -1;
         s->nroles = i + 1;
+        if (parse_steps(&s->roles[i], r, i, err) < 0)
+            return -1;
     }
     /* every "after" names an earlier role: the order given is a valid dependency order */
     for (i = 0; i < s->nroles; i++)

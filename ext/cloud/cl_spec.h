@@ -25,10 +25,20 @@ typedef struct cl_slot {
     const char *image;
 } cl_slot_t;
 
+/* The steps of a role run in its guests (cl_role), in this order of the enum. */
+typedef enum cl_step {
+    CL_STEP_SETUP, /* install and configure: run when its text or the cloud's facts changed */
+    CL_STEP_START, /* start the role's services (idempotent) */
+    CL_STEP_CHECK, /* exit 0 when the role works */
+    CL_STEP_STOP,  /* stop its services before the VM is shut down */
+    CL_STEP_COUNT
+} cl_step_t;
+
 typedef struct cl_role {
     const char *name;
     const char **after;
     size_t nafter;
+    const char *steps[CL_STEP_COUNT]; /* shell scripts ("steps": {"setup": ...}); NULL: none */
 } cl_role_t;
 
 #define CL_SPEC_PEER_PORT 7946 /* cloudd's default --peer-port (CL_ELECT_PORT) */
@@ -54,6 +64,7 @@ typedef struct cl_spec {
 int cl_spec_parse(json_object *obj, cl_spec_t **out, cl_err_t *err);
 int cl_spec_parse_string(const char *text, cl_spec_t **out, cl_err_t *err);
 void cl_spec_free(cl_spec_t *spec);
+const char *cl_step_name(int step); /* "setup"...; "?" out of range */
 /* Valid cloud name ([A-Za-z0-9][A-Za-z0-9_.-]{0,39}). */
 int cl_spec_name_ok(const char *name);
 /* Index of the slot named name, or -1. */
