@@ -147,7 +147,8 @@ static int parse_steps(cl_role_t *role, json_object *r, size_t i, cl_err_t *err)
     json_object *steps = NULL, *v;
     int k, n = 0;
 
-    if (!json_object_object_get_ex(r, "steps", &steps) || json_object_is_type(steps, json_type_null))
+    if (!json_object_object_get_ex(r, "steps", &steps) ||
+        json_object_is_type(steps, json_type_null))
         return 0;
     if (!json_object_is_type(steps, json_type_object))
         return SPEC_ERR(err, "roles[%zu].steps: expected an object of scripts", i);
