@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cl_guests.h"
 #include "cl_log.h"
 #include "cl_state.h"
 #include "cl_time.h"
@@ -400,17 +401,9 @@ static int apply_impl(cl_engine_t *e, const cl_spec_t *spec, int noop, int adopt
             break;
         }
     }
-    /* Roles inside the guests: the test driver has no guests, so nothing is faked as done. */
-    for (i = 0; i < spec->nslots; i++) {
-        const cl_slot_t *sl = &spec->slots[p[i].slot];
-        if (p[i].act == CL_ACT_NONE)
-            continue;
-        cl_run_progress(
-            &r, "~roles-skipped", sl->name, r.hosts[p[i].host].name,
-            cl_host_is_test(r.hosts[p[i].host].host)
-                ? "role setup skipped: the test driver has no guests"
-                : "role setup skipped: guest configuration over SSH is not available yet");
-    }
+    /* Roles inside the guests (the test driver has none: reported skipped, never done). */
+    if (cl_guests_configure(&r, p, err) < 0)
+        goto cleanup;
     json_object_put(doc);
     doc = state_doc(&r, p);
     if (cl_state_save(e->state_dir, spec->name, doc, err) < 0)

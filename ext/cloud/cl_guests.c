@@ -1,0 +1,123 @@
+/*
+ * cl_guests: the last part of a converge on a real hypervisor (DESIGN.md §3, §7): each slot's
+ * guest, in dependency order, is waited for over SSH (its boot), then its roles run setup,
+ * start and check (cl_role).  One SSH session per guest for the whole run; a slot created or
+ * recreated in this run is a new guest, whose host key is pinned afresh.  The test driver has
+ * no guests: its slots are reported as skipped, never as configured.
+ */
+#include "cl_guests.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cl_log.h"
+#include "cl_role.h"
+#include "cl_ssh.h"
+#include "cl_state.h"
+#include "cl_time.h"
+#include "cl_timeouts.h"
+
+/* The known-hosts file of a cloud: <state>/known_hosts/<cloud> (cl_ssh makes the directory). */
+static void known_hosts(const cl_run_t *r, char *out, size_t n)
+{
+    snprintf(out, n, "%s/known_hosts/%s", cl_engine_state_dir(r->e), r->spec->name);
+}
+
+/* check, retried: a service just started may need a moment (bounded by CL_GUEST_CHECK_MS). */
+static int check_until(cl_ssh_t *s, const cl_spec_t *spec, size_t slot, cl_err_t *err)
+{
+    uint64_t deadline = cl_time_now_ms() + CL_GUEST_CHECK_MS;
+    unsigned pause = CL_GUEST_CHECK_RETRY_MS;
+    cl_err_t e;
+
+    for (;;) {
+        cl_err_clear(&e);
+        if (cl_role_run(s, spec, slot, CL_STEP_CHECK, NULL, NULL, &e) == 0)
+            return 0;
+        if (e.domain != CL_ERR_SSH || e.code <= 0 || cl_time_now_ms() + pause > deadline) {
+            if (err)
+                *err = e;
+            return -1;
+        }
+        usleep(pause * 1000u);
+        pause = pause * 2 > CL_GUEST_CHECK_RETRY_MAX_MS ? CL_GUEST_CHECK_RETRY_MAX_MS : pause * 2;
+    }
+}
+
+/* One slot: wait for its guest, then setup, start and check its roles. */
+static int configure(cl_run_t *r, const cl_slot_plan_t *p, cl_err_t *err)
+{
+    const cl_slot_t *sl = &r->spec->slots[p->slot];
+    const char *host = r->hosts[p->host].name;
+    char kh[1024];
+    cl_ssh_opts_t o;
+    cl_ssh_t *s = NULL;
+    cl_role_report_t rep;
+    uint64_t t0 = cl_time_now_ms();
+    int rc = -1;
+
+    known_hosts(r, kh, sizeof(kh));
+    if (p->act == CL_ACT_CREATE || p->act == CL_ACT_RECREATE)
+        cl_ssh_forget_host(kh, sl->ip, 22, NULL); /* a new disk: a new host key */
+    memset(&o, 0, sizeof(o));
+    o.host = sl->ip;
+    o.user = "root";
+    o.key = r->spec->ssh_key;
+    o.known_hosts = kh;
+    cl_run_progress(r, "~guest-wait", sl->name, host, "waiting for %s to answer over SSH", sl->ip);
+    cl_run_flush(r, &r->hosts[p->host]);
+    if (!(s = cl_ssh_wait_ready(&o, t0 + CL_GUEST_BOOT_MS, err)))
+        goto cleanup;
+    cl_run_progress(r, "+guest-up", sl->name, host, "%s answers over SSH after %llu ms", sl->ip,
+                    (unsigned long long)(cl_time_now_ms() - t0));
+    if (cl_role_run(s, r->spec, p->slot, CL_STEP_SETUP, NULL, &rep, err) < 0)
+        goto cleanup;
+    if (rep.ran) {
+        cl_run_progress(r, "+role-setup", sl->name, host, "set up in %llu ms",
+                        (unsigned long long)rep.ms);
+        cl_run_change(r, "setup", sl->name, host);
+    }
+    if (cl_role_run(s, r->spec, p->slot, CL_STEP_START, NULL, &rep, err) < 0 ||
+        check_until(s, r->spec, p->slot, err) < 0)
+        goto cleanup;
+    cl_run_progress(r, "+roles", sl->name, host, "roles %s: set up, started, checked",
+                    sl->nroles ? sl->roles[0] : "");
+    rc = 0;
+cleanup:
+    cl_ssh_free(s);
+    return rc;
+}
+
+int cl_guests_configure(cl_run_t *r, const cl_slot_plan_t *p, cl_err_t *err)
+{
+    size_t i, k;
+    int any;
+
+    for (i = 0; i < r->spec->nslots; i++) {
+        const cl_slot_t *sl = &r->spec->slots[p[i].slot];
+        const cl_host_view_t *h = &r->hosts[p[i].host];
+        for (k = 0, any = 0; k < CL_STEP_COUNT; k++)
+            any |= cl_role_has_step(r->spec, p[i].slot, (cl_step_t)k);
+        if (cl_host_is_test(h->host)) {
+            if (p[i].act != CL_ACT_NONE)
+                cl_run_progress(r, "~roles-skipped", sl->name, h->name,
+                                "role setup skipped: the test driver has no guests");
+            continue;
+        }
+        if (!any) {
+            if (p[i].act != CL_ACT_NONE)
+                cl_run_progress(r, "~roles-skipped", sl->name, h->name,
+                                "no role of %s has steps: nothing to run in the guest", sl->name);
+            continue;
+        }
+        if (!r->spec->ssh_key || !*r->spec->ssh_key)
+            return cl_err_set(err, CL_ERR_SPEC, 0, h->name, "configure",
+                              "ssh_key: %s has role steps to run but the cloud has no ssh_key",
+                              sl->name);
+        if (configure(r, &p[i], err) < 0)
+            return -1;
+    }
+    return 0;
+}
