@@ -12,6 +12,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "cl_log.h"
 #include "cl_role.h"
 #include "cl_ssh.h"
@@ -55,6 +57,8 @@ static int configure(cl_run_t *r, const cl_slot_plan_t *p, cl_err_t *err)
     cl_ssh_opts_t o;
     cl_ssh_t *s = NULL;
     cl_role_report_t rep;
+    cl_role_opts_t ro = {0};
+    char gk[2 * CL_ROLE_GUEST_KEY_LEN + 1] = "";
     uint64_t t0 = cl_time_now_ms();
     int rc = -1;
 
@@ -72,20 +76,25 @@ static int configure(cl_run_t *r, const cl_slot_plan_t *p, cl_err_t *err)
         goto cleanup;
     cl_run_progress(r, "+guest-up", sl->name, host, "%s answers over SSH after %llu ms", sl->ip,
                     (unsigned long long)(cl_time_now_ms() - t0));
-    if (cl_role_run(s, r->spec, p->slot, CL_STEP_SETUP, NULL, &rep, err) < 0)
+    if (cl_role_guest_key(r->spec->ssh_key, r->spec->name, gk, err) < 0)
+        goto cleanup;
+    ro.guest_key = (const unsigned char *)gk;
+    ro.guest_key_len = strlen(gk);
+    if (cl_role_run(s, r->spec, p->slot, CL_STEP_SETUP, &ro, &rep, err) < 0)
         goto cleanup;
     if (rep.ran) {
         cl_run_progress(r, "+role-setup", sl->name, host, "set up in %llu ms",
                         (unsigned long long)rep.ms);
         cl_run_change(r, "setup", sl->name, host);
     }
-    if (cl_role_run(s, r->spec, p->slot, CL_STEP_START, NULL, &rep, err) < 0 ||
+    if (cl_role_run(s, r->spec, p->slot, CL_STEP_START, &ro, &rep, err) < 0 ||
         check_until(s, r->spec, p->slot, err) < 0)
         goto cleanup;
     cl_run_progress(r, "+roles", sl->name, host, "roles %s: set up, started, checked",
                     sl->nroles ? sl->roles[0] : "");
     rc = 0;
 cleanup:
+    OPENSSL_cleanse(gk, sizeof(gk));
     cl_ssh_free(s);
     return rc;
 }

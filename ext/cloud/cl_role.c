@@ -9,7 +9,9 @@
 #include <ctype.h>
 #include <errno.h>
 #include <json-c/json.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -172,6 +174,40 @@ char *cl_role_facts(const cl_spec_t *spec, size_t slot, cl_err_t *err)
 /* Steps                                                                                     */
 /* ========================================================================================= */
 
+int cl_role_guest_key(const char *ssh_key, const char *cloud,
+                      char out[2 * CL_ROLE_GUEST_KEY_LEN + 1], cl_err_t *err)
+{
+    unsigned char key[16384], md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0, i;
+    char msg[64 + CL_NAME_MAX];
+    size_t n = 0;
+    FILE *f = fopen(ssh_key, "rb");
+    int rc = -1;
+
+    if (!f)
+        return cl_err_sys(err, NULL, "guest key", "ssh_key %s", ssh_key);
+    n = fread(key, 1, sizeof(key), f);
+    if (ferror(f) || n == 0 || !feof(f)) {
+        cl_err_set(err, CL_ERR_SPEC, 0, NULL, "guest key",
+                   "ssh_key %s: empty, unreadable or larger than %zu bytes", ssh_key, sizeof(key));
+        goto cleanup;
+    }
+    snprintf(msg, sizeof(msg), "cloud-guest-key:%s", cloud);
+    if (!HMAC(EVP_sha256(), key, (int)n, (const unsigned char *)msg, strlen(msg), md, &mdlen) ||
+        mdlen < CL_ROLE_GUEST_KEY_LEN) {
+        cl_err_set(err, CL_ERR_SYS, 0, NULL, "guest key", "HMAC-SHA256 failed");
+        goto cleanup;
+    }
+    for (i = 0; i < CL_ROLE_GUEST_KEY_LEN; i++)
+        snprintf(out + 2 * i, 3, "%02x", md[i]);
+    rc = 0;
+cleanup:
+    OPENSSL_cleanse(key, sizeof(key));
+    OPENSSL_cleanse(md, sizeof(md));
+    fclose(f);
+    return rc;
+}
+
 int cl_role_has_step(const cl_spec_t *spec, size_t slot, cl_step_t step)
 {
     size_t i;
@@ -269,6 +305,9 @@ int cl_role_run(cl_ssh_t *s, const cl_spec_t *spec, size_t slot, cl_step_t step,
     if (!(facts = cl_role_facts(spec, slot, err)))
         return -1;
     snprintf(path, sizeof(path), "%s/facts.sh", dir);
+    /* the facts (and the key) go with a setup; later steps use what the last setup left */
+    if (step != CL_STEP_SETUP)
+        goto steps;
     if (cl_ssh_run(s, mkdir_argv, &ro, &res, err) < 0)
         goto cleanup;
     if (res.exit_status != 0) {
@@ -279,6 +318,12 @@ int cl_role_run(cl_ssh_t *s, const cl_spec_t *spec, size_t slot, cl_step_t step,
     cl_ssh_result_free(&res);
     if (cl_ssh_upload(s, path, facts, strlen(facts), 0644, err) < 0)
         goto cleanup;
+    if (opts && opts->guest_key) {
+        snprintf(path, sizeof(path), "%s/cloud.key", dir);
+        if (cl_ssh_upload(s, path, opts->guest_key, opts->guest_key_len, 0600, err) < 0)
+            goto cleanup;
+    }
+steps:
     for (i = 0; i < spec->nroles; i++) {
         const cl_role_t *role = &spec->roles[i];
         const char *args[3];

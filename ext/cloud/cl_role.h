@@ -20,7 +20,24 @@
 typedef struct cl_role_opts {
     const char *dir;     /* the guest's directory for facts and markers; NULL: CL_ROLE_DIR */
     unsigned timeout_ms; /* one step; 0: CL_SSH_EXEC_MS */
+    /*
+     * The cloud's guest key (cl_role_guest_key), uploaded as <dir>/cloud.key (0600) before the
+     * steps: what recipes derive shared secrets from (a munge key, a database password), never
+     * in the facts, a log or an argument.  NULL: none.
+     */
+    const unsigned char *guest_key;
+    size_t guest_key_len;
 } cl_role_opts_t;
+
+#define CL_ROLE_GUEST_KEY_LEN 32
+
+/*
+ * The guest key of a cloud: HMAC-SHA256 keyed with the contents of the cloud's ssh_key file
+ * (which every host that may lead the cloud holds) over "cloud-guest-key:<cloud>", as 64 hex
+ * digits into out.  0, or -1 and err (the file unreadable).
+ */
+int cl_role_guest_key(const char *ssh_key, const char *cloud,
+                      char out[2 * CL_ROLE_GUEST_KEY_LEN + 1], cl_err_t *err);
 
 /* What one call did, for progress events and tests. */
 typedef struct cl_role_report {
@@ -39,8 +56,8 @@ typedef struct cl_role_report {
 char *cl_role_facts(const cl_spec_t *spec, size_t slot, cl_err_t *err);
 
 /*
- * Upload the facts, then run `step` of every role of slot `slot` that has one, in the spec's
- * role order, over s.  A step runs under `sh -e` with the facts, CLOUD_ROLE (its role) and
+ * Run `step` of every role of slot `slot` that has one, in the spec's role order, over s; a
+ * setup uploads the facts (and the guest key) first, the other steps use what it left.  A step runs under `sh -e` with the facts, CLOUD_ROLE (its role) and
  * CLOUD_DIR (the guest's directory of opts) exported, in /, with stdin on /dev/null.  0 when every
  * step exited 0 (rep, may be NULL, says what ran); -1 and err (CL_ERR_SSH naming the slot, role and
  * step with the exit status and the tail of its output; or the SSH layer's own error).

@@ -175,6 +175,38 @@ cleanup:
     cl_spec_free(moved);
 }
 
+/* The guest key: derived from the ssh key and the cloud's name, uploaded 0600 with a setup. */
+static void test_guest_key(cl_ssh_t *ssh)
+{
+    char k1[65], k2[65], k3[65], path[256], *got;
+    cl_spec_t *s = spec_with("10.0.0.6", "true");
+    cl_role_opts_t o = {guest, 5000, NULL, 0};
+    struct stat st;
+    cl_err_t err;
+
+    cl_err_clear(&err);
+    if (!CHECK(s) || !CHECK_INT_EQ(cl_role_guest_key(p_client, "rw", k1, &err), 0) ||
+        !CHECK_INT_EQ(cl_role_guest_key(p_client, "rw", k2, &err), 0) ||
+        !CHECK_INT_EQ(cl_role_guest_key(p_client, "other", k3, &err), 0))
+        goto cleanup;
+    CHECK_INT_EQ(strlen(k1), 64);
+    CHECK_STR_EQ(k1, k2);
+    CHECK(strcmp(k1, k3) != 0);
+    CHECK_INT_EQ(cl_role_guest_key("/nonexistent/key", "rw", k3, &err), -1);
+    CHECK_CONTAINS(err.msg, "/nonexistent/key");
+    o.guest_key = (const unsigned char *)k1;
+    o.guest_key_len = strlen(k1);
+    CHECK_INT_EQ(cl_role_run(ssh, s, 0, CL_STEP_SETUP, &o, NULL, &err), 0);
+    snprintf(path, sizeof(path), "%s/cloud.key", guest);
+    got = fx_read_file(path, NULL);
+    if (CHECK(got))
+        CHECK_STR_EQ(got, k1);
+    free(got);
+    CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600);
+cleanup:
+    cl_spec_free(s);
+}
+
 static void test_spec_steps(void)
 {
     cl_spec_t *s = NULL;
@@ -215,8 +247,10 @@ int main(void)
         ssh = cl_ssh_connect(&o, &err);
         if (!CHECK(ssh))
             fprintf(stderr, "test_role: connect: %s\n", err.msg);
-        else
+        else {
             test_steps(ssh);
+            test_guest_key(ssh);
+        }
     }
     cl_ssh_free(ssh);
     fx_sshd_fini(&fx);
