@@ -57,10 +57,11 @@ char *cl_role_facts(const cl_spec_t *spec, size_t slot, cl_err_t *err);
 
 /*
  * Run `step` of every role of slot `slot` that has one, in the spec's role order, over s; a
- * setup uploads the facts (and the guest key) first, the other steps use what it left.  A step runs under `sh -e` with the facts, CLOUD_ROLE (its role) and
- * CLOUD_DIR (the guest's directory of opts) exported, in /, with stdin on /dev/null.  0 when every
- * step exited 0 (rep, may be NULL, says what ran); -1 and err (CL_ERR_SSH naming the slot, role and
- * step with the exit status and the tail of its output; or the SSH layer's own error).
+ * setup uploads the facts (and the guest key) first, the other steps use what it left.  A step
+ * runs under `sh -e` with the facts, CLOUD_ROLE (its role) and CLOUD_DIR (the guest's
+ * directory of opts) exported, in /, with stdin on /dev/null.  0 when every step exited 0 (rep,
+ * may be NULL, says what ran); -1 and err (CL_ERR_SSH naming the slot, role and step with the
+ * exit status and the tail of its output; or the SSH layer's own error).
  */
 int cl_role_run(cl_ssh_t *s, const cl_spec_t *spec, size_t slot, cl_step_t step,
                 const cl_role_opts_t *opts, cl_role_report_t *rep, cl_err_t *err);
