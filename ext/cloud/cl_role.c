@@ -149,6 +149,16 @@ char *cl_role_facts(const cl_spec_t *spec, size_t slot, cl_err_t *err)
         fact(&b, "CLOUD_IPS_", spec->roles[i].name, list.p ? list.p : "");
         snprintf(num, sizeof(num), "%zu", n);
         fact(&b, "CLOUD_COUNT_", spec->roles[i].name, num);
+        list.n = 0;
+        if (list.p)
+            list.p[0] = '\0';
+        for (j = 0, n = 0; j < spec->nslots; j++)
+            if (slot_has(&spec->slots[j], spec->roles[i].name)) {
+                if (n++)
+                    puts_(&list, " ");
+                puts_(&list, spec->slots[j].name);
+            }
+        fact(&b, "CLOUD_NAMES_", spec->roles[i].name, list.p ? list.p : "");
     }
     if (json_object_object_get_ex(spec->json, "options", &opts) &&
         json_object_is_type(opts, json_type_object)) {

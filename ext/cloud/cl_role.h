@@ -50,7 +50,8 @@ typedef struct cl_role_report {
 /*
  * The facts of slot `slot` of spec as a POSIX shell file (malloc'ed; NULL and err if out of
  * memory): CLOUD_NAME, CLOUD_TYPE, CLOUD_SLOT, CLOUD_ROLES, CLOUD_INDEX, CLOUD_IP, CLOUD_HEAD,
- * CLOUD_ALL_IPS, CLOUD_IPS_<ROLE> and CLOUD_COUNT_<ROLE> for every role, CLOUD_OPT_<KEY> for
+ * CLOUD_ALL_IPS, CLOUD_IPS_<ROLE>, CLOUD_NAMES_<ROLE> (slot names, in the same order) and
+ * CLOUD_COUNT_<ROLE> for every role, CLOUD_OPT_<KEY> for
  * every scalar option; every value single-quoted, every variable exported.
  */
 char *cl_role_facts(const cl_spec_t *spec, size_t slot, cl_err_t *err);

@@ -80,6 +80,7 @@ static void test_facts(void)
         CHECK_CONTAINS(f, "export CLOUD_ALL_IPS='10.0.0.3 10.0.0.5 10.0.0.6'\n");
         CHECK_CONTAINS(f, "export CLOUD_IPS_SERVER='10.0.0.5 10.0.0.6'\n");
         CHECK_CONTAINS(f, "export CLOUD_COUNT_SERVER='2'\n");
+        CHECK_CONTAINS(f, "export CLOUD_NAMES_SERVER='rw-server-0 rw-server-1'\n");
         CHECK_CONTAINS(f, "export CLOUD_IPS_BALANCER='10.0.0.6'\n");
         CHECK_CONTAINS(f, "export CLOUD_OPT_WORKERS='4'\n");
         CHECK_CONTAINS(f, "export CLOUD_OPT_MOTD='it'\\''s \"quoted\" $(x)'\n");

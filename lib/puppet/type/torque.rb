@@ -23,6 +23,11 @@ Puppet::Type.newtype(:torque) do
     def options(resource)
       { 'batch' => resource[:batch] }
     end
+
+    # SLURM or TORQUE recipes, as `batch` says.
+    def recipes(resource)
+      "puppet:///modules/torque/roles/#{resource[:batch]}"
+    end
   end
 
   PuppetX::Cloud::Common.define(

@@ -25,6 +25,7 @@ Puppet::Type.newtype(:web) do
       shapes: { 'balancer' => :single, 'server' => :multi, 'database' => :single },
       order: ['database', 'server', 'balancer'],
       after: { 'server' => ['database'], 'balancer' => ['server'] },
+      recipes: 'puppet:///modules/web/roles',
     ),
   )
 

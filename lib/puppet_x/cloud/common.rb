@@ -236,6 +236,21 @@ module PuppetX
           validate { |value| PuppetX::Cloud::Common.absolute!(value) }
         end
 
+        type.newparam(:recipes) do
+          desc <<~DESC
+            Where the role recipes are: a directory (absolute path, or a `puppet:///modules/...`
+            URI) with, for each role, `<role>/setup.sh`, `start.sh`, `check.sh`, `stop.sh` (each
+            optional), run in the role's guests over SSH with the cloud's facts (see the README,
+            "Role recipes"). Default: the type's own (`web`: `puppet:///modules/web/roles`,
+            `torque`: `puppet:///modules/torque/roles/<batch>`); the generic `cloud` has none.
+            `none`: no steps at all.
+          DESC
+          validate do |value|
+            next if value == 'none'
+            PuppetX::Cloud::Validate.source!(value, 'directory')
+          end
+        end
+
         type.newparam(:peer_port) do
           desc <<~DESC
             The pool daemons' peer port (`cloudd --peer-port`, UDP for the election and TCP for

@@ -19,7 +19,9 @@ module PuppetX
 
       # shapes: role => :single | :multi, in declaration order.
       # order: roles in dependency order; after: role => roles it is set up after.
-      def initialize(shapes:, order:, after: {}, required: shapes.keys, composites: {})
+      # recipes: where the type's role recipes are by default (nil: none).
+      def initialize(shapes:, order:, after: {}, required: shapes.keys, composites: {}, recipes: nil)
+        @recipes = recipes
         @shapes = shapes.freeze
         @order = order.freeze
         @after = after.freeze
@@ -61,6 +63,11 @@ module PuppetX
 
       def services(role)
         @composites.fetch(role, [role])
+      end
+
+      # The type's own role recipes (a directory of <role>/<step>.sh), or nil.
+      def recipes(_resource)
+        @recipes
       end
 
       # Type-specific "options" of the spec.

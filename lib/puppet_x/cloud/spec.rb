@@ -70,13 +70,46 @@ module PuppetX
           'ssh_key' => @resource[:ssh_key],
           'secret_file' => Secret.file_for(@resource),
           'peer_port' => @resource[:peer_port],
-          'roles' => @layout.order(declared.map(&:name), @resource),
+          'roles' => with_steps(@layout.order(declared.map(&:name), @resource), running),
           'slots' => slots,
           'options' => @layout.options(@resource),
         }
       end
 
       private
+
+      STEPS = ['setup', 'start', 'check', 'stop'].freeze
+
+      # The recipes directory of the resource ('none' and unset: none), its own or its type's.
+      def recipes
+        given = @resource[:recipes]
+        return nil if given == 'none'
+        given || @layout.recipes(@resource)
+      end
+
+      # Each role with its recipe steps ("steps": {"setup": script, ...}) when it has any.
+      # Only for ensure => running: a stop needs none of them.
+      def with_steps(roles, running)
+        dir = recipes
+        return roles if dir.nil? || !running
+        roles.map do |role|
+          steps = STEPS.each_with_object({}) do |step, acc|
+            text = read_step("#{dir.chomp('/')}/#{role['name']}/#{step}.sh")
+            acc[step] = text if text && !text.strip.empty?
+          end
+          steps.empty? ? role : role.merge('steps' => steps)
+        end
+      end
+
+      # A step's script, or nil when the recipe has no such file.
+      def read_step(source)
+        Source.read(source, environment)
+      rescue Source::Missing
+        nil
+      rescue ArgumentError => e
+        return nil if e.message.include?('was not found by the file server')
+        raise Invalid.new('recipes', e.message)
+      end
 
       # The template text with ERB forms rewritten, or nil (no vm_domain, or not there yet).
       def read_template

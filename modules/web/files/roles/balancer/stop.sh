@@ -1,0 +1,2 @@
+# web, role balancer: nginx stopped.
+service nginx stop >/dev/null 2>&1 || true
