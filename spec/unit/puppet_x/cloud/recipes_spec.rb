@@ -23,6 +23,18 @@ describe 'PuppetX::Cloud::Spec role recipes' do
     expect(setup).to eq(File.read(File.join(REPO_ROOT, 'modules/web/files/roles/balancer/setup.sh')))
   end
 
+  it 'reads torque\'s SLURM or TORQUE recipes, as batch says' do
+    attrs = { title: 'tq', ensure: 'running', head: ['10.0.0.2', '/var/lib/cloud/images/h.qcow2'],
+              compute: [fixture('server-ips.txt'), fixture('server-imgs.txt')], vm_domain: fixture('template.xml'),
+              pool: ['127.0.0.1'] }
+    ['slurm', 'torque'].each do |batch|
+      spec = with_repo_modules { PuppetX::Cloud::Spec.build(Puppet::Type.type(:torque).new(attrs.merge(batch: batch))) }
+      expect(steps_of(spec)).to eq('head' => ['setup', 'start', 'check', 'stop'], 'compute' => ['setup', 'start', 'check', 'stop'])
+      text = File.read(File.join(REPO_ROOT, "modules/torque/files/roles/#{batch}/head/setup.sh"))
+      expect(spec['roles'].first['steps']['setup']).to eq(text)
+    end
+  end
+
   it 'reads a directory of the user\'s, a role without a file having no step' do
     Dir.mktmpdir('recipes') do |dir|
       FileUtils.mkdir_p(File.join(dir, 'server'))

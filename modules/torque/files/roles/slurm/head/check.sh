@@ -1,0 +1,2 @@
+# torque (batch => slurm), role head: the controller answers.
+scontrol ping | grep -q 'is UP'

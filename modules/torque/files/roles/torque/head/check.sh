@@ -1,0 +1,2 @@
+# torque (batch => torque), role head: the server answers.
+qstat -B >/dev/null
