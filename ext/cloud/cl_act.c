@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+
 #include "cl_ident.h"
 #include "cl_log.h"
 #include "cl_place.h"
@@ -295,13 +297,49 @@ int cl_run_remove(cl_run_t *r, const cl_dom_t *d, int host, const char *why, uns
     return 0;
 }
 
+/*
+ * {{ssh_pubkey}}: the base64 of ssh_key's public key line (KEY.pub), which the guest adds to
+ * root's authorized keys at boot (the lab image's cloud.sshkey=).  Malloc'ed; NULL and err.
+ */
+static char *ssh_pubkey_b64(const cl_spec_t *s, const char *host, cl_err_t *err)
+{
+    char path[1024], line[4096], *out = NULL;
+    size_t n;
+    FILE *f;
+
+    if (!s->ssh_key || !*s->ssh_key) {
+        cl_err_set(err, CL_ERR_SPEC, 0, host, "define",
+                   "ssh_key: the template uses {{ssh_pubkey}} but the cloud has no ssh_key");
+        return NULL;
+    }
+    snprintf(path, sizeof(path), "%s.pub", s->ssh_key);
+    if (!(f = fopen(path, "r"))) {
+        cl_err_sys(err, host, "define", "ssh_key: %s (for {{ssh_pubkey}} of the template)", path);
+        return NULL;
+    }
+    n = fread(line, 1, sizeof(line) - 1, f);
+    fclose(f);
+    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r' || line[n - 1] == ' '))
+        n--;
+    if (n == 0 || n == sizeof(line) - 1 || !memchr(line, ' ', n)) {
+        cl_err_set(err, CL_ERR_SPEC, 0, host, "define",
+                   "ssh_key: %s is not one public key line (type, key, comment)", path);
+        return NULL;
+    }
+    if ((out = malloc(4 * ((n + 2) / 3) + 1)) != NULL)
+        EVP_EncodeBlock((unsigned char *)out, (const unsigned char *)line, (int)n);
+    else
+        cl_err_set(err, CL_ERR_SYS, 0, host, "define", "out of memory");
+    return out;
+}
+
 int cl_run_create(cl_run_t *r, const cl_slot_plan_t *p, cl_idset_t *ours, cl_err_t *err)
 {
     const cl_spec_t *s = r->spec;
     const cl_slot_t *sl = &s->slots[p->slot];
     cl_host_view_t *h = &r->hosts[p->host];
     char uuid[37], mac[18], disk[512], vol[CL_DOMNAME_MAX + 8], roles[512];
-    char *meta = NULL, *xml = NULL;
+    char *meta = NULL, *xml = NULL, *pubkey = NULL;
     cl_tmpl_vars_t vars;
     size_t i, off = 0;
     int rc = -1;
@@ -328,6 +366,8 @@ int cl_run_create(cl_run_t *r, const cl_slot_plan_t *p, cl_idset_t *ours, cl_err
     for (i = 0; i < sl->nroles; i++)
         off += (size_t)snprintf(roles + off, off < sizeof(roles) ? sizeof(roles) - off : 0, "%s%s",
                                 i ? "," : "", sl->roles[i]);
+    if (strstr(s->tmpl, "{{ssh_pubkey}}") && !(pubkey = ssh_pubkey_b64(s, h->name, err)))
+        goto cleanup;
     memset(&vars, 0, sizeof(vars));
     vars.name = vars.slot = sl->name;
     vars.uuid = uuid;
@@ -342,6 +382,7 @@ int cl_run_create(cl_run_t *r, const cl_slot_plan_t *p, cl_idset_t *ours, cl_err
     vars.memory = cl_spec_slot_mem_kib(s, p->slot);
     vars.vcpus = s->vm_ncpu;
     vars.index = sl->index;
+    vars.ssh_pubkey = pubkey;
     meta = owner_xml(r, sl, h->name, disk, p->config, mac);
     if (!meta) {
         cl_err_set(err, CL_ERR_SYS, 0, h->name, "define", "out of memory");
@@ -362,6 +403,7 @@ int cl_run_create(cl_run_t *r, const cl_slot_plan_t *p, cl_idset_t *ours, cl_err
     rc = 0;
 
 cleanup:
+    free(pubkey);
     free(meta);
     free(xml);
     return rc;

@@ -11,9 +11,9 @@
 #include <string.h>
 
 const char *const cl_tmpl_required[] = {"name", "uuid", "mac", "disk", "memory", "vcpus", NULL};
-const char *const cl_tmpl_known[] = {"name",  "uuid",  "mac",   "disk",  "memory",
-                                     "vcpus", "ip",    "role",  "roles", "cloud",
-                                     "host",  "index", "image", "slot",  NULL};
+const char *const cl_tmpl_known[] = {"name",  "uuid", "mac",        "disk",  "memory", "vcpus",
+                                     "ip",    "role", "roles",      "cloud", "host",   "index",
+                                     "image", "slot", "ssh_pubkey", NULL};
 
 /* The seed's ERB keys and what they mean here. */
 static const struct {
@@ -237,18 +237,19 @@ static void value_of(sbuf_t *b, const char *key, const cl_tmpl_vars_t *v)
         snprintf(num, sizeof(num), "%d", v->index);
         sb_str(b, num);
     } else {
-        const char *s = strcmp(key, "name") == 0    ? v->name
-                        : strcmp(key, "uuid") == 0  ? v->uuid
-                        : strcmp(key, "mac") == 0   ? v->mac
-                        : strcmp(key, "disk") == 0  ? v->disk
-                        : strcmp(key, "image") == 0 ? v->image
-                        : strcmp(key, "ip") == 0    ? v->ip
-                        : strcmp(key, "role") == 0  ? v->role
-                        : strcmp(key, "roles") == 0 ? v->roles
-                        : strcmp(key, "cloud") == 0 ? v->cloud
-                        : strcmp(key, "host") == 0  ? v->host
-                        : strcmp(key, "slot") == 0  ? v->slot
-                                                    : NULL;
+        const char *s = strcmp(key, "name") == 0         ? v->name
+                        : strcmp(key, "uuid") == 0       ? v->uuid
+                        : strcmp(key, "mac") == 0        ? v->mac
+                        : strcmp(key, "disk") == 0       ? v->disk
+                        : strcmp(key, "image") == 0      ? v->image
+                        : strcmp(key, "ip") == 0         ? v->ip
+                        : strcmp(key, "role") == 0       ? v->role
+                        : strcmp(key, "roles") == 0      ? v->roles
+                        : strcmp(key, "cloud") == 0      ? v->cloud
+                        : strcmp(key, "host") == 0       ? v->host
+                        : strcmp(key, "slot") == 0       ? v->slot
+                        : strcmp(key, "ssh_pubkey") == 0 ? v->ssh_pubkey
+                                                         : NULL;
         sb_esc(b, s);
     }
 }

@@ -18,20 +18,21 @@ extern const char *const cl_tmpl_required[];
 extern const char *const cl_tmpl_known[];
 
 typedef struct cl_tmpl_vars {
-    const char *name;     /* {{name}}: domain name */
-    const char *uuid;     /* {{uuid}} */
-    const char *mac;      /* {{mac}} */
-    const char *disk;     /* {{disk}}: the slot's overlay (or the image on the test driver) */
-    const char *image;    /* {{image}}: the base image of the manifest */
-    const char *ip;       /* {{ip}} */
-    const char *role;     /* {{role}}: first role */
-    const char *roles;    /* {{roles}}: comma-separated roles */
-    const char *cloud;    /* {{cloud}} */
-    const char *host;     /* {{host}}: pool host the slot is placed on */
-    const char *slot;     /* {{slot}}: same as name */
-    unsigned long memory; /* {{memory}}: KiB */
-    unsigned vcpus;       /* {{vcpus}} */
-    int index;            /* {{index}} */
+    const char *name;       /* {{name}}: domain name */
+    const char *uuid;       /* {{uuid}} */
+    const char *mac;        /* {{mac}} */
+    const char *disk;       /* {{disk}}: the slot's overlay (or the image on the test driver) */
+    const char *image;      /* {{image}}: the base image of the manifest */
+    const char *ip;         /* {{ip}} */
+    const char *role;       /* {{role}}: first role */
+    const char *roles;      /* {{roles}}: comma-separated roles */
+    const char *cloud;      /* {{cloud}} */
+    const char *host;       /* {{host}}: pool host the slot is placed on */
+    const char *slot;       /* {{slot}}: same as name */
+    unsigned long memory;   /* {{memory}}: KiB */
+    unsigned vcpus;         /* {{vcpus}} */
+    int index;              /* {{index}} */
+    const char *ssh_pubkey; /* {{ssh_pubkey}}: base64 of the ssh_key's public key line */
 } cl_tmpl_vars_t;
 
 /* Root element is <domain>, required placeholders present, no unknown one. */

@@ -57,6 +57,7 @@ static void vars_init(cl_tmpl_vars_t *v)
     memset(v, 0, sizeof(*v));
     v->name = "web-server-1";
     v->slot = "web-server-1";
+    v->ssh_pubkey = "c3NoLWVkMjU1MTkgQUFBQQ==";
     v->uuid = "12345678-1234-8234-9234-123456789abc";
     v->mac = "52:54:00:aa:bb:cc";
     v->disk = "/pool/web-server-1.qcow2";
@@ -176,6 +177,7 @@ static void test_render(void)
         "<memory>{{memory}}</memory><vcpu>{{vcpus}}</vcpu>"
         "<description>ip={{ip}} role={{role}} roles={{roles}} cloud={{cloud}} host={{host}} "
         "index={{index}} image={{image}} slot={{slot}}</description>"
+        "<os><cmdline>cloud.sshkey={{ssh_pubkey}}</cmdline></os>"
         "<devices><disk><source file='{{disk}}'/></disk><mac address='{{mac}}'/></devices>"
         "</domain>";
     cl_tmpl_vars_t v;
@@ -196,6 +198,7 @@ static void test_render(void)
                         "index=1 image=/images/base.qcow2 slot=web-server-1<");
     CHECK_CONTAINS(out, "<source file='/pool/web-server-1.qcow2'/>");
     CHECK_CONTAINS(out, "<mac address='52:54:00:aa:bb:cc'/>");
+    CHECK_CONTAINS(out, "<cmdline>cloud.sshkey=c3NoLWVkMjU1MTkgQUFBQQ==</cmdline>");
     CHECK(!strstr(out, "<metadata"));
     free(out);
 

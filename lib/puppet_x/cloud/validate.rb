@@ -39,7 +39,7 @@ module PuppetX
       REQUIRED_PLACEHOLDERS = %w[name uuid mac disk memory vcpus].freeze
       # Placeholders a template may contain (documented in modules/cloud/README.md).
       # (The same lists as cl_tmpl_required / cl_tmpl_known in ext/cloud/cl_tmpl.c.)
-      OPTIONAL_PLACEHOLDERS = %w[ip role roles cloud host index image slot].freeze
+      OPTIONAL_PLACEHOLDERS = %w[ip role roles cloud host index image slot ssh_pubkey].freeze
       PLACEHOLDERS = (REQUIRED_PLACEHOLDERS + OPTIONAL_PLACEHOLDERS).freeze
       # The seed's ERB forms (<%= vm[:mem] %>) and the placeholder each one stands for.
       ERB_PLACEHOLDERS = {

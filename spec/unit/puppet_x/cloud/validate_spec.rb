@@ -95,7 +95,7 @@ describe PuppetX::Cloud::Validate do
 
     it 'lists the required placeholders as the C side must' do
       expect(described_class::REQUIRED_PLACEHOLDERS).to eq(['name', 'uuid', 'mac', 'disk', 'memory', 'vcpus'])
-      expect(described_class::OPTIONAL_PLACEHOLDERS).to contain_exactly('ip', 'role', 'roles', 'cloud', 'index', 'host', 'image', 'slot')
+      expect(described_class::OPTIONAL_PLACEHOLDERS).to contain_exactly('ip', 'role', 'roles', 'cloud', 'index', 'host', 'image', 'slot', 'ssh_pubkey')
     end
 
     it 'mirrors the lists of the C side when its source is there' do
