@@ -32,11 +32,12 @@ static int check_until(cl_ssh_t *s, const cl_spec_t *spec, size_t slot, cl_err_t
 {
     uint64_t deadline = cl_time_now_ms() + CL_GUEST_CHECK_MS;
     unsigned pause = CL_GUEST_CHECK_RETRY_MS;
+    cl_role_opts_t ro = {NULL, CL_GUEST_CHECK_STEP_MS, NULL, 0};
     cl_err_t e;
 
     for (;;) {
         cl_err_clear(&e);
-        if (cl_role_run(s, spec, slot, CL_STEP_CHECK, NULL, NULL, &e) == 0)
+        if (cl_role_run(s, spec, slot, CL_STEP_CHECK, &ro, NULL, &e) == 0)
             return 0;
         if (e.domain != CL_ERR_SSH || e.code <= 0 || cl_time_now_ms() + pause > deadline) {
             if (err)
