@@ -1,0 +1,82 @@
+# frozen_string_literal: true
+
+# End to end on real guests (issue 4): two pool hosts of the lab, each with its libvirtd and
+# cloudd; `puppet apply` of a web manifest on both (the second run converges it through the
+# leader); an HTTP request to the balancer returns rows from the database, answered by both
+# servers in turn; a second apply changes nothing; `ensure => stopped` leaves no domain, disk or
+# guest process. Slow (guests boot under TCG): run by `rake lab:e2e` and the full test command.
+require 'json'
+require_relative 'lab_helper'
+
+RSpec.describe 'a web cloud on real guests in the lab', :lab do
+  before(:all) do
+    @lab = LabHelper::Lab.new(ENV.fetch('LAB_DIR', '/tmp/cloud-lab-e2e'), 2).up
+    e = @lab.env
+    File.write(File.join(@lab.dir, 'server-ips.txt'), "10.78.0.12\n10.78.0.13\n")
+    File.write(File.join(@lab.dir, 'server-imgs.txt'), "#{e['LAB_IMAGE']}\n#{e['LAB_IMAGE']}\n")
+    @manifest = lambda do |ensure_|
+      <<~PP
+        web { 'lw':
+          ensure      => #{ensure_},
+          database    => ['10.78.0.11', '#{e['LAB_IMAGE']}'],
+          server      => ['#{@lab.dir}/server-ips.txt', '#{@lab.dir}/server-imgs.txt'],
+          balancer    => ['10.78.0.14', '#{e['LAB_IMAGE']}'],
+          vm_domain   => '#{e['LAB_TEMPLATE']}',
+          vm_mem      => 524288,
+          pool        => ['#{@lab.hosts[0]}', '#{@lab.hosts[1]}'],
+          hypervisor  => 'qemu:///system',
+          ssh_key     => '#{e['LAB_SSH_KEY']}',
+          secret_file => '#{@lab.secret}',
+        }
+      PP
+    end
+  end
+
+  after(:all) do
+    @lab&.down
+    LabHelper.record('leftovers', @lab ? @lab.leftovers : 0)
+    LabHelper.record('web', RSpec.world.filtered_examples.values.flatten
+      .select { |ex| ex.example_group.top_level_description == self.class.top_level_description }
+      .all? { |ex| ex.execution_result.status == :passed } ? 'pass' : 'fail')
+  end
+
+  def http_get(url)
+    out, st = @lab.in_host(1, 'python3', '-c',
+                           "import urllib.request,sys; sys.stdout.write(urllib.request.urlopen(#{url.inspect}, timeout=10).read().decode())")
+    st.success? ? out : nil
+  end
+
+  it 'converges from whichever host applies first, and the balancer serves rows from the database' do
+    out2, rc2 = @lab.puppet_apply(2, @manifest.call('running')) # a member alone: joins
+    expect([0, 2]).to include(rc2), out2
+    out1, rc1 = @lab.puppet_apply(1, @manifest.call('running')) # the leader: converges
+    expect(rc1).to eq(2), out1
+    expect(out1).to include('started lw-balancer-0').and include('started lw-database-0')
+    bodies = Array.new(4) { http_get('http://10.78.0.14/') }
+    expect(bodies).to all(start_with('served by lw-server-'))
+    expect(bodies.map { |b| b.lines.first[/lw-server-\d/] }.uniq.sort).to eq(['lw-server-0', 'lw-server-1'])
+    expect(bodies.first).to include("1\thello from the database of lw")
+  end
+
+  it 'changes nothing on a second run, on either host' do
+    [1, 2].each do |i|
+      out, rc = @lab.puppet_apply(i, @manifest.call('running'))
+      expect(rc).to eq(0), out
+    end
+  end
+
+  it 'leaves no domain, disk or guest process after ensure => stopped' do
+    out, rc = @lab.puppet_apply(1, @manifest.call('stopped'))
+    expect([0, 2]).to include(rc), out
+    [1, 2].each do |i|
+      expect(@lab.domains(i).grep(/\Alw-/)).to be_empty
+      expect(@lab.volumes(i).grep(/\Alw-/)).to be_empty
+    end
+    guests = Dir['/proc/[0-9]*/cmdline'].select do |f|
+      File.read(f).include?('guest=lw-')
+    rescue SystemCallError
+      false
+    end
+    expect(guests).to be_empty
+  end
+end

@@ -1,0 +1,128 @@
+# frozen_string_literal: true
+
+# The lab for end-to-end tests (test/lab/lab): N pool hosts as network namespaces, each with its
+# own libvirtd and a cloudd started here, real guests under TCG. Everything started here is
+# stopped by PID, and the lab is taken down, also when an example fails.
+require 'fileutils'
+require 'json'
+require 'open3'
+require 'shellwords'
+require 'timeout'
+
+module LabHelper
+  ROOT = File.expand_path('../..', __dir__)
+  LAB = File.join(ROOT, 'test/lab/lab')
+  RESULTS = File.join(ROOT, 'build/lab-e2e.json')
+
+  # Records one end-to-end result ("web" => "pass", "leftovers" => n) for `rake lab:e2e`.
+  def self.record(key, value)
+    FileUtils.mkdir_p(File.dirname(RESULTS))
+    doc = File.exist?(RESULTS) ? JSON.parse(File.read(RESULTS)) : {}
+    doc[key] = key == 'leftovers' ? doc.fetch('leftovers', 0).to_i + value.to_i : value
+    File.write(RESULTS, JSON.generate(doc))
+  end
+
+  def self.env_of(dir)
+    File.readlines(File.join(dir, 'lab.env')).each_with_object({}) do |line, h|
+      h[Regexp.last_match(1)] = Regexp.last_match(2) if line =~ /\A([A-Z0-9_]+)='(.*)'\s*\z/
+    end
+  end
+
+  # One lab: up, cloudd on each host, and down.
+  class Lab
+    attr_reader :dir, :env, :hosts
+
+    def initialize(dir, nhosts)
+      @dir = dir
+      @nhosts = nhosts
+      @pids = {}
+    end
+
+    def up
+      FileUtils.rm_rf(@dir)
+      out, st = Open3.capture2e(LAB, 'up', @dir, @nhosts.to_s)
+      raise "lab up failed:\n#{out}" unless st.success?
+      @env = LabHelper.env_of(@dir)
+      @tag = File.read(File.join(@dir, 'pool', 'netns-pool.tag')).strip
+      @hosts = (1..@nhosts).map { |i| @env["LAB_ADDR_#{i}"] }
+      File.write(secret, Random.new.bytes(32).unpack1('H*'))
+      File.chmod(0o600, secret)
+      (1..@nhosts).each { |i| start_cloudd(i) }
+      self
+    end
+
+    def secret = File.join(@dir, 'secret')
+    def host_dir(i) = @env["LAB_HOST_DIR_#{i}"]
+    def socket(i) = File.join(host_dir(i), 'cloudd.sock')
+    def state(i) = File.join(host_dir(i), 'cloud')
+    def log(i) = File.join(host_dir(i), 'cloudd.log')
+    def ns(i) = @env["LAB_NS_#{i}"]
+
+    # cloudd of host i, in that host's namespaces (`lab exec`: its libvirtd is qemu:///system).
+    def start_cloudd(i)
+      pid = Process.spawn(LAB, 'exec', @dir, i.to_s, File.join(ROOT, 'bin/cloudd'), '--address', @env["LAB_ADDR_#{i}"],
+                          '--socket', socket(i), '--state-dir', state(i), '--log', log(i),
+                          in: File::NULL, out: File::NULL, err: File.join(host_dir(i), 'cloudd.err'))
+      @pids[i] = pid
+      deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + 20
+      until system(File.join(ROOT, 'bin/cloudctl'), '--socket', socket(i), 'hello', out: File::NULL, err: File::NULL)
+        raise "cloudd of host #{i} did not answer" if Process.clock_gettime(Process::CLOCK_MONOTONIC) > deadline
+
+        sleep 0.1
+      end
+    end
+
+    # A command in host i's network namespace (the root's filesystem); [output, status].
+    def in_host(i, *cmd, env: {})
+      Open3.capture2e(env, 'ip', 'netns', 'exec', ns(i), *cmd)
+    end
+
+    # `puppet apply` of manifest text on host i, as its operator would: [output, exit status].
+    def puppet_apply(i, manifest, extra = [])
+      path = File.join(@dir, "manifest-#{Process.clock_gettime(Process::CLOCK_MONOTONIC, :nanosecond)}.pp")
+      File.write(path, manifest)
+      out, st = in_host(i, 'puppet', 'apply', '--detailed-exitcodes', "--modulepath=#{File.join(ROOT, 'modules')}",
+                        *extra, path,
+                        env: { 'CLOUD_SOCKET' => socket(i), 'CLOUD_STATE_DIR' => state(i) })
+      [out.lines.reject { |l| l.include?('/proc/1/environ') || l.include?('Permission denied') }.join, st.exitstatus]
+    end
+
+    # Domains of host i's libvirtd (name => state), seen from outside the product.
+    def domains(i)
+      out, st = Open3.capture2e('virsh', '-c', @env["LAB_URI_#{i}"], 'list', '--all', '--name')
+      raise "virsh on host #{i}: #{out}" unless st.success?
+      out.split.map(&:strip).reject(&:empty?)
+    end
+
+    def volumes(i)
+      out, = Open3.capture2e('virsh', '-c', @env["LAB_URI_#{i}"], 'vol-list', '--pool', 'cloud')
+      out.lines.drop(2).map { |l| l.split.first }.compact
+    end
+
+    # What of the lab is left after down: namespaces, processes and mounts naming its directory.
+    def leftovers
+      nss = @tag ? `ip netns list`.lines.count { |l| l.start_with?(@tag) } : 0
+      procs = Dir['/proc/[0-9]*/cmdline'].count do |f|
+        File.read(f).include?(@dir) && File.basename(File.dirname(f)).to_i != Process.pid
+      rescue SystemCallError
+        false
+      end
+      mounts = File.readlines('/proc/mounts').count { |l| l.include?(@dir) }
+      nss + procs + mounts
+    end
+
+    def down
+      @pids.each_value do |pid|
+        Process.kill('TERM', pid)
+        Timeout.timeout(10) { Process.wait(pid) }
+      rescue Errno::ESRCH, Errno::ECHILD
+        nil
+      rescue Timeout::Error
+        Process.kill('KILL', pid)
+        Process.wait(pid)
+      end
+      @pids.clear
+      system(LAB, 'down', @dir, out: File::NULL, err: File::NULL)
+    end
+  end
+end
