@@ -40,6 +40,8 @@ head_name=${CLOUD_NAMES_HEAD%% *}
   echo "PartitionName=batch Nodes=$nodes Default=YES MaxTime=INFINITE State=UP"
 } > /etc/slurm/slurm.conf.new
 mv -f /etc/slurm/slurm.conf.new /etc/slurm/slurm.conf
+# cgroups without systemd's D-Bus (the guest runs none): slurmd makes its hierarchy itself
+printf 'CgroupPlugin=cgroup/v2\nIgnoreSystemd=yes\n' > /etc/slurm/cgroup.conf
 # every node knows the others by name (slurmctld and srun resolve node names)
 sed -i "/# cloud-hosts$/d" /etc/hosts
 set -- $CLOUD_IPS_HEAD $CLOUD_IPS_COMPUTE
