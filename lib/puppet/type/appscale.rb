@@ -86,6 +86,7 @@ Puppet::Type.newtype(:appscale) do
         'servers' => ['appengine', 'database', 'load_balancer'],
         'master' => ['shadow', 'load_balancer', 'zookeeper'],
       },
+      recipes: 'puppet:///modules/appscale/roles',
     ),
     legacy: {
       ip_file: 'the seed\'s YAML ips file; use the role attributes',
