@@ -12,7 +12,8 @@ n=${1:-100}
 rounds=${2:-3}
 dir=${LAB_DIR:-/tmp/cloud-ssh-bench}
 make -s -f bench/Makefile ssh_cmds
-trap 'test/lab/lab down "$dir" >/dev/null 2>&1 || true' EXIT
+[ ! -e "$dir" ] || { echo "ssh.sh: $dir exists: remove it or set LAB_DIR" >&2; exit 1; }
+trap 'test/lab/lab down "$dir" >/dev/null 2>&1 || true; rm -rf "$dir"' EXIT
 SMOKE_KEEP=1 test/lab/lab-smoke "$dir" >&2
 ns=$(sed -n "s/^LAB_NS_1='\(.*\)'$/\1/p" "$dir/lab.env")
 echo "ssh benchmark: guest 10.78.0.11 of the lab (qemu TCG), from host 1; $(date -u +%FT%TZ); load $(cut -d' ' -f1-3 /proc/loadavg)"
