@@ -544,7 +544,11 @@ int cl_engine_stop(cl_engine_t *e, const char *name, const cl_spec_t *given, int
          * The VMs of one role shut down together: each is asked (ACPI) at once, then each gets
          * what is left of one grace period, so a role costs one grace at most, not one a VM.
          */
-        uint64_t deadline = cl_time_now_ms() + CL_DOMAIN_SHUTDOWN_GRACE_MS;
+        uint64_t deadline;
+        for (i = 0; i < r.doms.n; i++) /* the roles' stop steps first (real guests) */
+            if (dom_rank(stored ? stored : s, &r.doms.v[i]) == top)
+                cl_guests_stop(&r, stored ? stored : s, &r.doms.v[i], r.dom_host[i]);
+        deadline = cl_time_now_ms() + CL_DOMAIN_SHUTDOWN_GRACE_MS;
         for (i = 0; i < r.doms.n; i++)
             if (dom_rank(stored ? stored : s, &r.doms.v[i]) == top)
                 cl_host_shutdown_request(r.hosts[r.dom_host[i]].host, r.epoch, r.doms.v[i].name);

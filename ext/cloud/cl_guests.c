@@ -131,3 +131,33 @@ int cl_guests_configure(cl_run_t *r, const cl_slot_plan_t *p, cl_err_t *err)
     }
     return 0;
 }
+
+void cl_guests_stop(cl_run_t *r, const cl_spec_t *spec, const cl_dom_t *d, int host)
+{
+    const cl_host_view_t *h = &r->hosts[host];
+    int slot = spec ? cl_spec_slot_find(spec, d->slot) : -1;
+    cl_role_opts_t ro = {NULL, CL_GUEST_STOP_MS, NULL, 0};
+    char kh[1024];
+    cl_ssh_opts_t o;
+    cl_ssh_t *s;
+    cl_err_t err;
+
+    if (slot < 0 || d->state != CL_DOM_RUNNING || cl_host_is_test(h->host) ||
+        !cl_role_has_step(spec, (size_t)slot, CL_STEP_STOP) || !spec->ssh_key || !*spec->ssh_key)
+        return;
+    known_hosts(r, kh, sizeof(kh));
+    memset(&o, 0, sizeof(o));
+    o.host = spec->slots[slot].ip;
+    o.user = "root";
+    o.key = spec->ssh_key;
+    o.known_hosts = kh;
+    o.auth_ms = CL_GUEST_STOP_MS;
+    cl_err_clear(&err);
+    /* best effort: the VM is shut down next whatever its services say */
+    if (!(s = cl_ssh_connect(&o, &err)) ||
+        cl_role_run(s, spec, (size_t)slot, CL_STEP_STOP, &ro, NULL, &err) < 0)
+        cl_run_progress(r, "-role-stop", d->slot, h->name, "stop step not done: %s", err.msg);
+    else
+        cl_run_progress(r, "+role-stop", d->slot, h->name, "roles stopped in the guest");
+    cl_ssh_free(s);
+}

@@ -15,4 +15,11 @@
  */
 int cl_guests_configure(cl_run_t *r, const cl_slot_plan_t *p, cl_err_t *err);
 
+/*
+ * Before domain d (on run host `host`) is shut down: run the stop step of its slot's roles
+ * (spec: the one with the steps, the stored spec of a stop), if it runs on a real hypervisor.
+ * Best effort, bounded by CL_GUEST_STOP_MS: a failure is a progress event, not an error.
+ */
+void cl_guests_stop(cl_run_t *r, const cl_spec_t *spec, const cl_dom_t *d, int host);
+
 #endif

@@ -40,6 +40,7 @@
 #define CL_GUEST_BOOT_MS 600000          /* domain started -> its sshd answers */
 #define CL_GUEST_CHECK_MS 60000          /* a role's check is retried this long after start */
 #define CL_GUEST_CHECK_STEP_MS 30000     /* one run of a check */
+#define CL_GUEST_STOP_MS 20000           /* connecting for, and running, a stop step */
 #define CL_GUEST_CHECK_RETRY_MS 200      /* first pause between checks... */
 #define CL_GUEST_CHECK_RETRY_MAX_MS 5000 /* ...doubling up to this */
 

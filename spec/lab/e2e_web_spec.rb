@@ -78,6 +78,11 @@ RSpec.describe 'a web cloud on real guests in the lab', :lab do
   it 'leaves no domain, disk or guest process after ensure => stopped' do
     out, rc = @lab.puppet_apply(1, @manifest.call('stopped'))
     expect([0, 2]).to include(rc), out
+    # the roles' stop steps ran in the guests before they were shut down (balancer first)
+    log = File.read(@lab.log(1))
+    stopped = log.scan(/\+role-stop cloud=lw slot=(\S+)/).flatten
+    expect(stopped.sort).to eq(%w[lw-balancer-0 lw-database-0 lw-server-0 lw-server-1])
+    expect([stopped.first, stopped.last]).to eq(%w[lw-balancer-0 lw-database-0])
     [1, 2].each do |i|
       expect(@lab.domains(i).grep(/\Alw-/)).to be_empty
       expect(@lab.volumes(i).grep(/\Alw-/)).to be_empty
