@@ -99,6 +99,23 @@ static int slot_has(const cl_slot_t *sl, const char *role)
 /* Facts                                                                                     */
 /* ========================================================================================= */
 
+/* The addresses (names: slot names) of the slots holding role, space-separated, into list. */
+static size_t role_list(buf_t *list, const cl_spec_t *spec, const char *role, int names)
+{
+    size_t j, n = 0;
+
+    list->n = 0;
+    if (list->p)
+        list->p[0] = '\0';
+    for (j = 0; j < spec->nslots; j++)
+        if (slot_has(&spec->slots[j], role)) {
+            if (n++)
+                puts_(list, " ");
+            puts_(list, names ? spec->slots[j].name : spec->slots[j].ip);
+        }
+    return n;
+}
+
 char *cl_role_facts(const cl_spec_t *spec, size_t slot, cl_err_t *err)
 {
     const cl_slot_t *me = &spec->slots[slot];
@@ -137,27 +154,11 @@ char *cl_role_facts(const cl_spec_t *spec, size_t slot, cl_err_t *err)
     }
     fact(&b, "CLOUD_", "all_ips", list.p ? list.p : "");
     for (i = 0; i < spec->nroles; i++) {
-        list.n = 0;
-        if (list.p)
-            list.p[0] = '\0';
-        for (j = 0, n = 0; j < spec->nslots; j++)
-            if (slot_has(&spec->slots[j], spec->roles[i].name)) {
-                if (n++)
-                    puts_(&list, " ");
-                puts_(&list, spec->slots[j].ip);
-            }
+        n = role_list(&list, spec, spec->roles[i].name, 0);
         fact(&b, "CLOUD_IPS_", spec->roles[i].name, list.p ? list.p : "");
         snprintf(num, sizeof(num), "%zu", n);
         fact(&b, "CLOUD_COUNT_", spec->roles[i].name, num);
-        list.n = 0;
-        if (list.p)
-            list.p[0] = '\0';
-        for (j = 0, n = 0; j < spec->nslots; j++)
-            if (slot_has(&spec->slots[j], spec->roles[i].name)) {
-                if (n++)
-                    puts_(&list, " ");
-                puts_(&list, spec->slots[j].name);
-            }
+        role_list(&list, spec, spec->roles[i].name, 1);
         fact(&b, "CLOUD_NAMES_", spec->roles[i].name, list.p ? list.p : "");
     }
     if (json_object_object_get_ex(spec->json, "options", &opts) &&

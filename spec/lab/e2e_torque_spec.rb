@@ -30,13 +30,7 @@ RSpec.describe 'a torque (SLURM) cloud on real guests in the lab', :lab do
     end
   end
 
-  after(:all) do
-    @lab&.down
-    LabHelper.record('leftovers', @lab ? @lab.leftovers : 0)
-    LabHelper.record('torque', RSpec.world.filtered_examples.values.flatten
-      .select { |ex| ex.example_group.top_level_description == self.class.top_level_description }
-      .all? { |ex| ex.execution_result.status == :passed } ? 'pass' : 'fail')
-  end
+  after(:all) { LabHelper.finish(@lab, 'torque', self.class) }
 
   # A command on the head as root, over ssh with the lab's key, from host 1's namespace.
   def on_head(command)

@@ -32,13 +32,7 @@ RSpec.describe 'a web cloud on real guests in the lab', :lab do
     end
   end
 
-  after(:all) do
-    @lab&.down
-    LabHelper.record('leftovers', @lab ? @lab.leftovers : 0)
-    LabHelper.record('web', RSpec.world.filtered_examples.values.flatten
-      .select { |ex| ex.example_group.top_level_description == self.class.top_level_description }
-      .all? { |ex| ex.execution_result.status == :passed } ? 'pass' : 'fail')
-  end
+  after(:all) { LabHelper.finish(@lab, 'web', self.class) }
 
   def http_get(url)
     out, st = @lab.in_host(1, 'python3', '-c',

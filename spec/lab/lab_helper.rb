@@ -28,6 +28,15 @@ module LabHelper
     end
   end
 
+  # After an example group: the lab down, what is left of it and the group's verdict recorded.
+  def self.finish(lab, key, group)
+    lab&.down
+    record('leftovers', lab ? lab.leftovers : 0)
+    examples = RSpec.world.filtered_examples.values.flatten
+                    .select { |ex| ex.example_group.top_level_description == group.top_level_description }
+    record(key, examples.all? { |ex| ex.execution_result.status == :passed } ? 'pass' : 'fail')
+  end
+
   # One lab: up, cloudd on each host, and down.
   class Lab
     attr_reader :dir, :env, :hosts

@@ -87,15 +87,17 @@ module PuppetX
         given || @layout.recipes(@resource)
       end
 
-      # Each role with its recipe steps ("steps": {"setup": script, ...}) when it has any.
+      # Each role with its recipe steps ("steps": {"setup": script, ...}) when it has any, each
+      # step preceded by the recipes' common.sh (shared shell functions) when there is one.
       # Only for ensure => running: a stop needs none of them.
       def with_steps(roles, running)
         dir = recipes
         return roles if dir.nil? || !running
+        common = read_step("#{dir.chomp('/')}/common.sh")
         roles.map do |role|
           steps = STEPS.each_with_object({}) do |step, acc|
             text = read_step("#{dir.chomp('/')}/#{role['name']}/#{step}.sh")
-            acc[step] = text if text && !text.strip.empty?
+            acc[step] = common ? "#{common}\n#{text}" : text if text && !text.strip.empty?
           end
           steps.empty? ? role : role.merge('steps' => steps)
         end

@@ -13,8 +13,10 @@ describe 'modules/appscale/files/roles/*/setup.sh' do
     Dir.mktmpdir('appscale-recipe') do |dir|
       File.write(File.join(dir, 'cloud.key'), 'k' * 64)
       env = facts.merge('CLOUD_DIR' => dir, 'CLOUD_NAME' => 'as1', 'CLOUD_ROLE' => role)
-      script = File.join(REPO_ROOT, 'modules/appscale/files/roles', role, 'setup.sh')
-      out, status = Open3.capture2e(env, 'sh', '-e', script, unsetenv_others: false)
+      roles = File.join(REPO_ROOT, 'modules/appscale/files/roles')
+      # a step as the spec carries it: the recipes' common.sh, then the step
+      script = "#{File.read(File.join(roles, 'common.sh'))}\n#{File.read(File.join(roles, role, 'setup.sh'))}"
+      out, status = Open3.capture2e(env, 'sh', '-e', '-c', script, unsetenv_others: false)
       expect(status).to be_success, out
       file = File.join(dir, 'AppScalefile')
       expect(File.stat(file).mode & 0o777).to eq(0o600)

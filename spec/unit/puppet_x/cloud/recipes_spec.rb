@@ -30,8 +30,21 @@ describe 'PuppetX::Cloud::Spec role recipes' do
     ['slurm', 'torque'].each do |batch|
       spec = with_repo_modules { PuppetX::Cloud::Spec.build(Puppet::Type.type(:torque).new(attrs.merge(batch: batch))) }
       expect(steps_of(spec)).to eq('head' => ['setup', 'start', 'check', 'stop'], 'compute' => ['setup', 'start', 'check', 'stop'])
-      text = File.read(File.join(REPO_ROOT, "modules/torque/files/roles/#{batch}/head/setup.sh"))
-      expect(spec['roles'].first['steps']['setup']).to eq(text)
+      dir = File.join(REPO_ROOT, "modules/torque/files/roles/#{batch}")
+      text = File.read(File.join(dir, 'head/setup.sh'))
+      common = File.join(dir, 'common.sh')
+      expect(spec['roles'].first['steps']['setup']).to eq(File.exist?(common) ? "#{File.read(common)}\n#{text}" : text)
+    end
+  end
+
+  it 'puts the recipes\' common.sh before every step' do
+    Dir.mktmpdir('recipes') do |dir|
+      FileUtils.mkdir_p(File.join(dir, 'server'))
+      File.write(File.join(dir, 'common.sh'), "hello() { echo hi; }\n")
+      File.write(File.join(dir, 'server', 'start.sh'), "hello\n")
+      spec = PuppetX::Cloud::Spec.build(web(recipes: dir))
+      expect(spec['roles'].find { |r| r['name'] == 'server' }['steps']).to eq('start' => "hello() { echo hi; }\n\nhello\n")
+      expect(steps_of(spec)['database']).to eq([])
     end
   end
 

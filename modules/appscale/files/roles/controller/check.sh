@@ -1,3 +1,2 @@
-# appscale, role controller/master: the deployment answers.
-cd "$CLOUD_DIR"
-appscale status >/dev/null
+# appscale, role controller: the deployment answers (common.sh).
+appscale_check
