@@ -342,7 +342,7 @@ static VALUE local_call(const cl_client_opts_t *opts, const char *name, const cl
 typedef struct hand {
     const cl_spec_t *spec;
     json_object *req; /* owned */
-    unsigned timeout_ms, elect_ms;
+    unsigned timeout_ms;
     volatile int cancel;
     char *answer, *events; /* the leader's answer and its progress events, as JSON text */
     cl_err_t err;
@@ -354,8 +354,7 @@ static void *do_handover(void *arg)
     hand_t *h = arg;
     json_object *answer = NULL, *events = NULL;
 
-    h->rc = cl_handover(h->spec, h->req, h->timeout_ms, h->elect_ms, &h->cancel, &answer, &events,
-                        &h->err);
+    h->rc = cl_handover(h->spec, h->req, h->timeout_ms, 0, &h->cancel, &answer, &events, &h->err);
     if (h->rc == 0) {
         h->answer = strdup(json_object_to_json_string_ext(answer, JSON_C_TO_STRING_PLAIN));
         h->events = strdup(json_object_to_json_string_ext(events, JSON_C_TO_STRING_PLAIN));
