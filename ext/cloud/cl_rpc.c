@@ -300,3 +300,17 @@ int cl_rpc_json_push(json_object *a, json_object *v)
     }
     return 0;
 }
+
+int cl_rpc_json_num(json_object *o, const char *key, uint64_t *out)
+{
+    json_object *v;
+    int64_t x;
+
+    if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_int))
+        return -1;
+    x = json_object_get_int64(v);
+    if (x < 0 || (uint64_t)x > CL_MSG_NUM_MAX)
+        return -1;
+    *out = (uint64_t)x;
+    return 0;
+}

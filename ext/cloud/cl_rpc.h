@@ -220,5 +220,8 @@ int cl_rpc_write_all(int fd, const char *buf, size_t len, uint64_t deadline);
 struct json_object;
 int cl_rpc_json_put(struct json_object *o, const char *k, struct json_object *v);
 int cl_rpc_json_push(struct json_object *a, struct json_object *v);
+/* o[key] as an integer in 0..CL_MSG_NUM_MAX into *out: 0, or -1 (absent, mistyped, out of range).
+ */
+int cl_rpc_json_num(struct json_object *o, const char *key, uint64_t *out);
 
 #endif

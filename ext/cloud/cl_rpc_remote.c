@@ -125,20 +125,6 @@ static const char *drop_hint(int reason)
     }
 }
 
-static int answer_num(json_object *o, const char *key, uint64_t *out)
-{
-    json_object *v;
-    int64_t x;
-
-    if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_int))
-        return -1;
-    x = json_object_get_int64(v);
-    if (x < 0 || (uint64_t)x > CL_MSG_NUM_MAX)
-        return -1;
-    *out = (uint64_t)x;
-    return 0;
-}
-
 /*
  * Check the answer line[0..len) to request (op, seq) of r: 0 and *result (the caller puts it),
  * or -1 and err: the remote operation's own error (with this host's name), or why the answer
@@ -171,10 +157,10 @@ static int answer_check(const remote_t *r, const char *host, int op, uint64_t se
     }
     if (!(tok = json_tokener_new_ex(CL_RPC_JSON_DEPTH)) ||
         cl_msg_parse_object(tok, h.json, h.json_len, &ans) != CL_MSG_OK ||
-        answer_num(ans, "v", &ver) < 0 || ver != CL_RPC_VERSION ||
+        cl_rpc_json_num(ans, "v", &ver) < 0 || ver != CL_RPC_VERSION ||
         !json_object_object_get_ex(ans, "op", &v) || !json_object_is_type(v, json_type_string) ||
         strcmp(json_object_get_string(v), cl_rpc_op_name(op)) != 0 ||
-        answer_num(ans, "i", &inc) < 0 || inc != r->inc || answer_num(ans, "q", &q) < 0 ||
+        cl_rpc_json_num(ans, "i", &inc) < 0 || inc != r->inc || cl_rpc_json_num(ans, "q", &q) < 0 ||
         q != seq || !json_object_object_get_ex(ans, "ok", &v) ||
         !json_object_is_type(v, json_type_boolean)) {
         cl_err_set(err, CL_ERR_PROTO, CL_RPC_DROP_BAD_FIELD, host, what,
@@ -374,7 +360,7 @@ static unsigned long remote_free_kib(cl_host_t *h)
 
     if (call(h, CL_RPC_FREE_KIB, 0, json_object_new_object(), "free memory", r->reply_ms, &res,
              NULL) == 0 &&
-        (answer_num(res, "kib", &kib) < 0 || kib > ULONG_MAX))
+        (cl_rpc_json_num(res, "kib", &kib) < 0 || kib > ULONG_MAX))
         kib = 0;
     json_object_put(res);
     return (unsigned long)kib;
@@ -424,7 +410,7 @@ static int dom_from_json(json_object *o, cl_dom_t *d)
         copy_str(o, "disk", d->disk, sizeof(d->disk)) ||
         copy_str(o, "config", d->config, sizeof(d->config)) ||
         copy_str(o, "mac", d->mac, sizeof(d->mac)) || copy_str(o, "state", state, sizeof(state)) ||
-        (d->state = state_from_name(state)) < 0 || answer_num(o, "epoch", &epoch) < 0 ||
+        (d->state = state_from_name(state)) < 0 || cl_rpc_json_num(o, "epoch", &epoch) < 0 ||
         epoch > ULONG_MAX || !json_object_object_get_ex(o, "index", &v) ||
         !json_object_is_type(v, json_type_int))
         return -1;

@@ -148,20 +148,6 @@ static int fence_save(cl_rpc_server_t *srv, const rpc_cloud_t *c, uint64_t epoch
     return rc;
 }
 
-static int file_num(json_object *o, const char *key, uint64_t *out)
-{
-    json_object *v;
-    int64_t x;
-
-    if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_int))
-        return -1;
-    x = json_object_get_int64(v);
-    if (x < 0 || (uint64_t)x > CL_MSG_NUM_MAX)
-        return -1;
-    *out = (uint64_t)x;
-    return 0;
-}
-
 /* The persisted fence of c into c (epoch, floors of its senders); none is epoch 0. */
 static int fence_load(cl_rpc_server_t *srv, rpc_cloud_t *c, cl_err_t *err)
 {
@@ -171,22 +157,24 @@ static int fence_load(cl_rpc_server_t *srv, rpc_cloud_t *c, cl_err_t *err)
 
     if ((have = cl_state_load(srv->fence_dir, c->name, &doc, err)) <= 0)
         return have;
-    rc = file_num(doc, "epoch", &c->epoch);
+    rc = cl_rpc_json_num(doc, "epoch", &c->epoch);
     if (json_object_object_get_ex(doc, "senders", &senders) &&
         !json_object_is_type(senders, json_type_object))
         rc = -1;
     for (i = 0; rc == 0 && senders && i < c->npool; i++) {
         if (!json_object_object_get_ex(senders, c->pool[i], &s))
             continue;
-        if (!json_object_is_type(s, json_type_object) || file_num(s, "i", &c->peers[i].inc) < 0 ||
-            file_num(s, "q", &c->peers[i].seq) < 0)
+        if (!json_object_is_type(s, json_type_object) ||
+            cl_rpc_json_num(s, "i", &c->peers[i].inc) < 0 ||
+            cl_rpc_json_num(s, "q", &c->peers[i].seq) < 0)
             rc = -1;
         c->peers[i].seen = 1;
         c->peers[i].window = ~UINT64_C(0); /* nothing at or below the floor after a restart */
     }
     if (rc == 0 && json_object_object_get_ex(doc, "clients", &s)) {
-        if (!json_object_is_type(s, json_type_object) || file_num(s, "i", &c->clients.inc) < 0 ||
-            file_num(s, "q", &c->clients.seq) < 0)
+        if (!json_object_is_type(s, json_type_object) ||
+            cl_rpc_json_num(s, "i", &c->clients.inc) < 0 ||
+            cl_rpc_json_num(s, "q", &c->clients.seq) < 0)
             rc = -1;
         c->clients.seen = 1;
         c->clients.window = ~UINT64_C(0);
