@@ -9,22 +9,15 @@ require_relative 'lab_helper'
 RSpec.describe 'a torque (SLURM) cloud on real guests in the lab', :lab do
   before(:all) do
     @lab = LabHelper::Lab.new(ENV.fetch('LAB_DIR_TORQUE', '/tmp/cloud-lab-e2e-torque'), 2).up
-    e = @lab.env
-    File.write(File.join(@lab.dir, 'compute-ips.txt'), "10.78.0.12\n10.78.0.13\n")
-    File.write(File.join(@lab.dir, 'compute-imgs.txt'), "#{e['LAB_IMAGE']}\n#{e['LAB_IMAGE']}\n")
+    computes = @lab.role_files('compute', ['10.78.0.12', '10.78.0.13'])
     @manifest = lambda do |ensure_|
       <<~PP
         torque { 'lt':
           ensure      => #{ensure_},
           batch       => slurm,
-          head        => ['10.78.0.11', '#{e['LAB_IMAGE']}'],
-          compute     => ['#{@lab.dir}/compute-ips.txt', '#{@lab.dir}/compute-imgs.txt'],
-          vm_domain   => '#{e['LAB_TEMPLATE']}',
-          vm_mem      => 524288,
-          pool        => ['#{@lab.hosts[0]}', '#{@lab.hosts[1]}'],
-          hypervisor  => 'qemu:///system',
-          ssh_key     => '#{e['LAB_SSH_KEY']}',
-          secret_file => '#{@lab.secret}',
+          head        => #{@lab.role_vm('10.78.0.11')},
+          compute     => #{computes},
+          #{@lab.common_attrs}
         }
       PP
     end

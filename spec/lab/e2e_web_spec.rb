@@ -11,22 +11,15 @@ require_relative 'lab_helper'
 RSpec.describe 'a web cloud on real guests in the lab', :lab do
   before(:all) do
     @lab = LabHelper::Lab.new(ENV.fetch('LAB_DIR', '/tmp/cloud-lab-e2e'), 2).up
-    e = @lab.env
-    File.write(File.join(@lab.dir, 'server-ips.txt'), "10.78.0.12\n10.78.0.13\n")
-    File.write(File.join(@lab.dir, 'server-imgs.txt'), "#{e['LAB_IMAGE']}\n#{e['LAB_IMAGE']}\n")
+    servers = @lab.role_files('server', ['10.78.0.12', '10.78.0.13'])
     @manifest = lambda do |ensure_|
       <<~PP
         web { 'lw':
           ensure      => #{ensure_},
-          database    => ['10.78.0.11', '#{e['LAB_IMAGE']}'],
-          server      => ['#{@lab.dir}/server-ips.txt', '#{@lab.dir}/server-imgs.txt'],
-          balancer    => ['10.78.0.14', '#{e['LAB_IMAGE']}'],
-          vm_domain   => '#{e['LAB_TEMPLATE']}',
-          vm_mem      => 524288,
-          pool        => ['#{@lab.hosts[0]}', '#{@lab.hosts[1]}'],
-          hypervisor  => 'qemu:///system',
-          ssh_key     => '#{e['LAB_SSH_KEY']}',
-          secret_file => '#{@lab.secret}',
+          database    => #{@lab.role_vm('10.78.0.11')},
+          server      => #{servers},
+          balancer    => #{@lab.role_vm('10.78.0.14')},
+          #{@lab.common_attrs}
         }
       PP
     end

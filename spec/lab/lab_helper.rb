@@ -61,6 +61,30 @@ module LabHelper
     end
 
     def secret = File.join(@dir, 'secret')
+
+    # A multi-VM role's [ips_file, images_file], every VM on the lab's image, as Puppet text.
+    def role_files(role, ips)
+      ips_file = File.join(@dir, "#{role}-ips.txt")
+      imgs_file = File.join(@dir, "#{role}-imgs.txt")
+      File.write(ips_file, ips.map { |ip| "#{ip}\n" }.join)
+      File.write(imgs_file, ips.map { "#{@env['LAB_IMAGE']}\n" }.join)
+      "['#{ips_file}', '#{imgs_file}']"
+    end
+
+    # A single VM's [ip, image] on the lab's image, as Puppet text.
+    def role_vm(ip) = "['#{ip}', '#{@env['LAB_IMAGE']}']"
+
+    # The attributes every lab manifest shares: template, memory, pool, hypervisor, key, secret.
+    def common_attrs
+      <<~PP
+        vm_domain   => '#{@env['LAB_TEMPLATE']}',
+        vm_mem      => 524288,
+        pool        => [#{@hosts.map { |h| "'#{h}'" }.join(', ')}],
+        hypervisor  => 'qemu:///system',
+        ssh_key     => '#{@env['LAB_SSH_KEY']}',
+        secret_file => '#{secret}',
+      PP
+    end
     def host_dir(i) = @env["LAB_HOST_DIR_#{i}"]
     def socket(i) = File.join(host_dir(i), 'cloudd.sock')
     def state(i) = File.join(host_dir(i), 'cloud')
