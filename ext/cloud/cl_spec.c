@@ -179,6 +179,87 @@ static int parse_steps(cl_role_t *role, json_object *r, size_t i, cl_err_t *err)
     return 0;
 }
 
+/* The keys of "health" in the order of cl_health_t's fields, their ranges and defaults. */
+static const struct health_key {
+    const char *name;
+    unsigned lo, hi, dflt; /* backoff_max_ms must also be >= backoff_ms */
+} health_keys[] = {
+    {"interval_ms", 100, 86400000, CL_HEALTH_INTERVAL_MS},
+    {"timeout_ms", 100, 3600000, CL_HEALTH_TIMEOUT_MS},
+    {"retries", 0, 10, CL_HEALTH_RETRIES},
+    {"max_restarts", 1, 1000, CL_HEALTH_MAX_RESTARTS},
+    {"window_ms", 1000, 86400000, CL_HEALTH_WINDOW_MS},
+    {"backoff_ms", 0, 3600000, CL_HEALTH_BACKOFF_MS},
+    {"backoff_max_ms", 0, 86400000, CL_HEALTH_BACKOFF_MAX_MS},
+};
+#define NHEALTH_KEYS (sizeof(health_keys) / sizeof(health_keys[0]))
+
+/*
+ * "health": {"interval_ms": ..., ...} of role i (optional, every key optional, each an integer
+ * in range): role->health is always filled, the CL_HEALTH_* defaults for what is not given.
+ */
+static int parse_health(cl_role_t *role, json_object *r, size_t i, cl_err_t *err)
+{
+    cl_health_t *hl = &role->health;
+    unsigned *const field[NHEALTH_KEYS] = {&hl->interval_ms,   &hl->timeout_ms, &hl->retries,
+                                           &hl->max_restarts,  &hl->window_ms,  &hl->backoff_ms,
+                                           &hl->backoff_max_ms};
+    json_object *health = NULL, *v;
+    size_t k, n = 0;
+
+    for (k = 0; k < NHEALTH_KEYS; k++)
+        *field[k] = health_keys[k].dflt;
+    if (!json_object_object_get_ex(r, "health", &health) ||
+        json_object_is_type(health, json_type_null))
+        return 0;
+    if (!json_object_is_type(health, json_type_object))
+        return SPEC_ERR(err, "roles[%zu].health (%s): %.40s is not an object", i, role->name,
+                        json_object_to_json_string(health));
+    for (k = 0; k < NHEALTH_KEYS; k++) {
+        const struct health_key *h = &health_keys[k];
+        int64_t x;
+
+        if (!json_object_object_get_ex(health, h->name, &v))
+            continue;
+        n++;
+        if (json_object_is_type(v, json_type_null))
+            continue;
+        if (!json_object_is_type(v, json_type_int))
+            return SPEC_ERR(err, "roles[%zu].health.%s (%s): %.40s is not an integer", i, h->name,
+                            role->name, json_object_to_json_string(v));
+        /* json-c saturates what int64 cannot hold: out of range all the same */
+        x = json_object_get_int64(v);
+        if (x < (int64_t)h->lo || x > (int64_t)h->hi)
+            return SPEC_ERR(err, "roles[%zu].health.%s (%s): %lld is out of range %u..%u", i,
+                            h->name, role->name, (long long)x, h->lo, h->hi);
+        *field[k] = (unsigned)x;
+    }
+    if (n != (size_t)json_object_object_length(health)) {
+        json_object_object_foreach(health, key, val)
+        {
+            (void)val;
+            for (k = 0; k < NHEALTH_KEYS && strcmp(key, health_keys[k].name) != 0; k++)
+                ;
+            if (k == NHEALTH_KEYS)
+                return SPEC_ERR(err,
+                                "roles[%zu].health (%s): unknown key '%.40s' (interval_ms, "
+                                "timeout_ms, retries, max_restarts, window_ms, backoff_ms, "
+                                "backoff_max_ms)",
+                                i, role->name, key);
+        }
+    }
+    if (hl->backoff_max_ms < hl->backoff_ms) {
+        v = NULL;
+        json_object_object_get_ex(health, "backoff_max_ms", &v);
+        return SPEC_ERR(err,
+                        "roles[%zu].health.backoff_max_ms (%s): %u%s is less than "
+                        "backoff_ms %u",
+                        i, role->name, hl->backoff_max_ms, v ? "" : " (the default)",
+                        hl->backoff_ms);
+    }
+    return 0;
+}
+
 static int parse_roles(cl_spec_t *s, json_object *arr, cl_err_t *err)
 {
     size_t i, j, n;
@@ -210,7 +291,7 @@ static int parse_roles(cl_spec_t *s, json_object *arr, cl_err_t *err)
         if (str_array(after, &s->roles[i].after, &s->roles[i].nafter, what, err) < 0)
             return -1;
         s->nroles = i + 1;
-        if (parse_steps(&s->roles[i], r, i, err) < 0)
+        if (parse_steps(&s->roles[i], r, i, err) < 0 || parse_health(&s->roles[i], r, i, err) < 0)
             return -1;
     }
     /* every "after" names an earlier role: the order given is a valid dependency order */

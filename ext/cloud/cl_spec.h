@@ -34,11 +34,35 @@ typedef enum cl_step {
     CL_STEP_COUNT
 } cl_step_t;
 
+/*
+ * How the leader watches and repairs a role's VMs (issue 5, doc/MONITOR.md): spec
+ * "roles[i].health" {"interval_ms", "timeout_ms", "retries", "max_restarts", "window_ms",
+ * "backoff_ms", "backoff_max_ms"}, every key optional (the CL_HEALTH_* defaults).
+ */
+typedef struct cl_health {
+    unsigned interval_ms;    /* between two checks of a running guest */
+    unsigned timeout_ms;     /* one run of the role's check step */
+    unsigned retries;        /* a failed check is run again this many times before a repair */
+    unsigned max_restarts;   /* more repairs than this within window_ms: flapping */
+    unsigned window_ms;      /* the flapping window, and the pause once flapping */
+    unsigned backoff_ms;     /* before the second repair in a row; doubles each time */
+    unsigned backoff_max_ms; /* the backoff never exceeds this */
+} cl_health_t;
+
+#define CL_HEALTH_INTERVAL_MS 10000
+#define CL_HEALTH_TIMEOUT_MS 5000
+#define CL_HEALTH_RETRIES 1
+#define CL_HEALTH_MAX_RESTARTS 5
+#define CL_HEALTH_WINDOW_MS 600000
+#define CL_HEALTH_BACKOFF_MS 1000
+#define CL_HEALTH_BACKOFF_MAX_MS 60000
+
 typedef struct cl_role {
     const char *name;
     const char **after;
     size_t nafter;
     const char *steps[CL_STEP_COUNT]; /* shell scripts ("steps": {"setup": ...}); NULL: none */
+    cl_health_t health;               /* always filled (defaults for keys not given) */
 } cl_role_t;
 
 #define CL_SPEC_PEER_PORT 7946 /* cloudd's default --peer-port (CL_ELECT_PORT) */

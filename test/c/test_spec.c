@@ -358,6 +358,168 @@ static void test_errors(void)
     expect_error(o, "vm_domain: ", "{{uuid}} is missing", __LINE__);
 }
 
+static json_object *role(json_object *spec, size_t i)
+{
+    json_object *roles;
+
+    json_object_object_get_ex(spec, "roles", &roles);
+    return json_object_array_get_idx(roles, i);
+}
+
+/* Adds "health": {key: val} to role i of spec (creating the object), and returns spec. */
+static json_object *with_health(json_object *spec, size_t i, const char *key, json_object *val)
+{
+    json_object *r = role(spec, i), *h;
+
+    if (!json_object_object_get_ex(r, "health", &h) || !h) {
+        h = json_object_new_object();
+        json_object_object_add(r, "health", h);
+    }
+    json_object_object_add(h, key, val);
+    return spec;
+}
+
+static int health_is_default(const cl_health_t *h)
+{
+    return h->interval_ms == CL_HEALTH_INTERVAL_MS && h->timeout_ms == CL_HEALTH_TIMEOUT_MS &&
+           h->retries == CL_HEALTH_RETRIES && h->max_restarts == CL_HEALTH_MAX_RESTARTS &&
+           h->window_ms == CL_HEALTH_WINDOW_MS && h->backoff_ms == CL_HEALTH_BACKOFF_MS &&
+           h->backoff_max_ms == CL_HEALTH_BACKOFF_MAX_MS;
+}
+
+/* Parses spec (which is put); NULL (and a failed check) when it is refused. */
+static cl_spec_t *parse_ok(json_object *spec, int line)
+{
+    cl_spec_t *s = NULL;
+    cl_err_t err;
+
+    cl_err_clear(&err);
+    if (!CHECK_INT_EQ(cl_spec_parse(spec, &s, &err), 0))
+        fprintf(stderr, "  (spec of line %d: %s)\n", line, err.msg);
+    json_object_put(spec);
+    return s;
+}
+
+static void test_health(void)
+{
+    cl_spec_t *s;
+    json_object *o;
+    size_t i;
+
+    /* absent, null or empty: every role gets the defaults */
+    s = parse_ok(base(), __LINE__);
+    for (i = 0; s && i < s->nroles; i++)
+        CHECK(health_is_default(&s->roles[i].health));
+    cl_spec_free(s);
+    o = base();
+    json_object_object_add(role(o, 0), "health", NULL);
+    json_object_object_add(role(o, 1), "health", json_object_new_object());
+    with_health(o, 2, "interval_ms", NULL); /* a null key: its default */
+    s = parse_ok(o, __LINE__);
+    for (i = 0; s && i < s->nroles; i++)
+        CHECK(health_is_default(&s->roles[i].health));
+    cl_spec_free(s);
+
+    /* each key given is parsed, the others keep their defaults, other roles too */
+    o = base();
+    with_health(o, 1, "interval_ms", json_object_new_int(2000));
+    with_health(o, 1, "timeout_ms", json_object_new_int(1000));
+    with_health(o, 1, "retries", json_object_new_int(3));
+    with_health(o, 1, "max_restarts", json_object_new_int(7));
+    with_health(o, 1, "window_ms", json_object_new_int(300000));
+    with_health(o, 1, "backoff_ms", json_object_new_int(500));
+    with_health(o, 1, "backoff_max_ms", json_object_new_int(30000));
+    with_health(o, 2, "retries", json_object_new_int(0));
+    s = parse_ok(o, __LINE__);
+    if (s) {
+        const cl_health_t *h = &s->roles[1].health;
+        CHECK_INT_EQ(h->interval_ms, 2000);
+        CHECK_INT_EQ(h->timeout_ms, 1000);
+        CHECK_INT_EQ(h->retries, 3);
+        CHECK_INT_EQ(h->max_restarts, 7);
+        CHECK_INT_EQ(h->window_ms, 300000);
+        CHECK_INT_EQ(h->backoff_ms, 500);
+        CHECK_INT_EQ(h->backoff_max_ms, 30000);
+        CHECK(health_is_default(&s->roles[0].health));
+        h = &s->roles[2].health;
+        CHECK_INT_EQ(h->retries, 0);
+        CHECK_INT_EQ(h->interval_ms, CL_HEALTH_INTERVAL_MS);
+        CHECK_INT_EQ(h->backoff_max_ms, CL_HEALTH_BACKOFF_MAX_MS);
+    }
+    cl_spec_free(s);
+
+    /* the bounds themselves are accepted */
+    o = base();
+    with_health(o, 0, "interval_ms", json_object_new_int(100));
+    with_health(o, 0, "timeout_ms", json_object_new_int(3600000));
+    with_health(o, 0, "max_restarts", json_object_new_int(1000));
+    with_health(o, 0, "window_ms", json_object_new_int(1000));
+    with_health(o, 0, "backoff_ms", json_object_new_int(0));
+    with_health(o, 0, "backoff_max_ms", json_object_new_int(0));
+    with_health(o, 1, "interval_ms", json_object_new_int(86400000));
+    with_health(o, 1, "backoff_ms", json_object_new_int(3600000));
+    with_health(o, 1, "backoff_max_ms", json_object_new_int(86400000));
+    s = parse_ok(o, __LINE__);
+    if (s) {
+        CHECK_INT_EQ(s->roles[0].health.interval_ms, 100);
+        CHECK_INT_EQ(s->roles[0].health.backoff_max_ms, 0);
+        CHECK_INT_EQ(s->roles[1].health.interval_ms, 86400000);
+        CHECK_INT_EQ(s->roles[1].health.backoff_max_ms, 86400000);
+    }
+    cl_spec_free(s);
+
+    /* an unknown key is named, with the valid ones */
+    expect_error(with_health(base(), 1, "interval", json_object_new_int(10)),
+                 "roles[1].health (server): unknown key 'interval'",
+                 "(interval_ms, timeout_ms, retries, max_restarts, window_ms, backoff_ms, "
+                 "backoff_max_ms)",
+                 __LINE__);
+    /* not an object, not integers */
+    o = base();
+    json_object_object_add(role(o, 0), "health", json_object_new_int(5));
+    expect_error(o, "roles[0].health (database): 5 is not an object", NULL, __LINE__);
+    expect_error(with_health(base(), 2, "interval_ms", json_object_new_string("10s")),
+                 "roles[2].health.interval_ms (balancer): ", "\"10s\" is not an integer", __LINE__);
+    expect_error(with_health(base(), 1, "timeout_ms", json_object_new_double(1.5)),
+                 "roles[1].health.timeout_ms (server): ", "1.5 is not an integer", __LINE__);
+    /* out of range, each key at both ends */
+    expect_error(with_health(base(), 1, "interval_ms", json_object_new_int(99)),
+                 "roles[1].health.interval_ms (server): ", "99 is out of range 100..86400000",
+                 __LINE__);
+    expect_error(with_health(base(), 1, "interval_ms", json_object_new_int64(86400001)),
+                 "roles[1].health.interval_ms", "86400001 is out of range", __LINE__);
+    expect_error(with_health(base(), 1, "timeout_ms", json_object_new_int(3600001)),
+                 "roles[1].health.timeout_ms", "3600001 is out of range 100..3600000", __LINE__);
+    expect_error(with_health(base(), 1, "retries", json_object_new_int(-1)),
+                 "roles[1].health.retries", "-1 is out of range 0..10", __LINE__);
+    expect_error(with_health(base(), 1, "retries", json_object_new_int(11)),
+                 "roles[1].health.retries", "11 is out of range 0..10", __LINE__);
+    expect_error(with_health(base(), 0, "max_restarts", json_object_new_int(0)),
+                 "roles[0].health.max_restarts (database)", "0 is out of range 1..1000", __LINE__);
+    expect_error(with_health(base(), 0, "window_ms", json_object_new_int(999)),
+                 "roles[0].health.window_ms", "999 is out of range 1000..86400000", __LINE__);
+    expect_error(with_health(base(), 0, "backoff_ms", json_object_new_int(3600001)),
+                 "roles[0].health.backoff_ms", "3600001 is out of range 0..3600000", __LINE__);
+    expect_error(with_health(base(), 0, "backoff_max_ms", json_object_new_int(86400001)),
+                 "roles[0].health.backoff_max_ms", "86400001 is out of range 0..86400000",
+                 __LINE__);
+    /* beyond 32 bits, and beyond what int64 holds: not wrapped into range */
+    expect_error(with_health(base(), 1, "interval_ms", json_object_new_int64(4294967396LL)),
+                 "roles[1].health.interval_ms", "4294967396 is out of range", __LINE__);
+    o = json_tokener_parse(
+        "{\"name\": \"x\", \"pool\": [\"127.0.0.1\"], \"ensure\": \"stopped\", \"roles\": "
+        "[{\"name\": \"a\", \"health\": {\"retries\": 99999999999999999999}}]}");
+    expect_error(o, "roles[0].health.retries (a): ", "is out of range 0..10", __LINE__);
+    /* the backoff never starts above its cap, given or the default */
+    o = with_health(base(), 1, "backoff_ms", json_object_new_int(5000));
+    expect_error(with_health(o, 1, "backoff_max_ms", json_object_new_int(4999)),
+                 "roles[1].health.backoff_max_ms (server): ", "4999 is less than backoff_ms 5000",
+                 __LINE__);
+    expect_error(with_health(base(), 1, "backoff_ms", json_object_new_int(120000)),
+                 "roles[1].health.backoff_max_ms (server): ",
+                 "60000 (the default) is less than backoff_ms 120000", __LINE__);
+}
+
 static void test_uri(void)
 {
     char *u;
@@ -383,6 +545,7 @@ int main(void)
     test_defaults();
     test_stopped();
     test_errors();
+    test_health();
     test_uri();
     return check_summary();
 }

@@ -28,6 +28,11 @@ Puppet::Type.newtype(:cloud) do
       end
     end
 
+    # The keys of roles; not known without them (a stop manifest).
+    def role_names(resource)
+      resource[:roles]&.keys
+    end
+
     def check(resource, running)
       names = (resource[:roles] || {}).keys
       raise PuppetX::Cloud::Invalid.new('roles', 'is required for ensure => running') if running && names.empty?

@@ -1,8 +1,8 @@
 # frozen_string_literal: true
 
 # The attributes every distributed type shares (name, ensure, vm_domain, pool, VM sizing,
-# hypervisor, secrets, disk pool, the seed's legacy parameters) and the type-level validation
-# that runs the spec builder before anything changes. A type calls
+# hypervisor, secrets, disk pool, recipes, health, the seed's legacy parameters) and the
+# type-level validation that runs the spec builder before anything changes. A type calls
 # `PuppetX::Cloud::Common.define(self, layout)` and then declares its role attributes with
 # `PuppetX::Cloud::Common.role(self, name, desc)`.
 
@@ -75,6 +75,7 @@ module PuppetX
         define_placement(type)
         define_vm(type)
         define_access(type)
+        define_health(type)
         define_legacy(type, legacy.keys)
         type.validate { PuppetX::Cloud::Common.validate(self) }
         type.autorequire(:file) { PuppetX::Cloud::Common.local_files(self) }
@@ -276,6 +277,32 @@ module PuppetX
             raise ArgumentError, 'must be at least 16 characters long (value redacted)' if secret.length < 16
           end
           munge { |value| PuppetX::Cloud::Common.sensitive(value) }
+        end
+      end
+
+      def define_health(type)
+        type.newparam(:health) do
+          desc <<~DESC
+            How the leader watches and repairs each role's VMs: a Hash of role name (or
+            `default`, for every role without an entry of its own; a role's entry is merged over
+            it) to a Hash with any of `interval` (seconds between two checks of a guest, default
+            10), `timeout` (of one check, 5), `retries` (a failed check is run again this many
+            times before a repair, 1), `max_restarts` (more repairs than this within `window`
+            seconds is flapping, 5 in 600), `backoff` (seconds before the second repair in a
+            row, doubling each time, 1) and `backoff_max` (its cap, 60). Seconds may be
+            fractions (`0.5`); `retries` and `max_restarts` are integers. Ranges: `interval`
+            0.1..86400, `timeout` 0.1..3600, `retries` 0..10, `max_restarts` 1..1000, `window`
+            1..86400, `backoff` 0..3600, `backoff_max` 0..86400 and at least `backoff`.
+
+            The leader runs each role's check step every `interval` in every running guest; a
+            check failing `retries` + 1 times in a row is repaired: the role's start step again,
+            then the domain restarted, then the VM re-placed on another host. More than
+            `max_restarts` repairs within `window` is flapping: the repairs stop for a window and
+            it is reported. Each key but `default` must be a role of the type (for `cloud`: a key
+            of `roles`). Default: none given, every role has the defaults above.
+          DESC
+          validate { |value| PuppetX::Cloud::Validate.health!(value) }
+          munge { |value| PuppetX::Cloud::Validate.health!(value) }
         end
       end
 

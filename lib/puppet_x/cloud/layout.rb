@@ -34,6 +34,12 @@ module PuppetX
         @shapes.keys
       end
 
+      # Every role the resource may have (given or not), for attributes keyed by role (health);
+      # nil when they are not known.
+      def role_names(_resource)
+        @shapes.keys
+      end
+
       # Roles given to the resource, in declaration order.
       def declared(resource)
         @shapes.map do |name, shape|

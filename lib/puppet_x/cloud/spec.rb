@@ -49,6 +49,7 @@ module PuppetX
         raise Invalid.new('vm_domain', 'is required for ensure => running') if running && @resource[:vm_domain].nil?
 
         @layout.check(@resource, running)
+        check_health
         declared = @layout.declared(@resource)
         template = read_template
         slots = build_slots(declared, pool)
@@ -70,7 +71,7 @@ module PuppetX
           'ssh_key' => @resource[:ssh_key],
           'secret_file' => Secret.file_for(@resource),
           'peer_port' => @resource[:peer_port],
-          'roles' => with_steps(@layout.order(declared.map(&:name), @resource), running),
+          'roles' => with_health(with_steps(@layout.order(declared.map(&:name), @resource), running)),
           'slots' => slots,
           'options' => @layout.options(@resource),
         }
@@ -100,6 +101,28 @@ module PuppetX
             acc[step] = common ? "#{common}\n#{text}" : text if text && !text.strip.empty?
           end
           steps.empty? ? role : role.merge('steps' => steps)
+        end
+      end
+
+      # Every key of health but 'default' names a role of the resource.
+      def check_health
+        names = @layout.role_names(@resource)
+        return if @resource[:health].nil? || names.nil?
+        unknown = @resource[:health].keys - ['default'] - names
+        return if unknown.empty?
+        raise Invalid.new('health', "names #{unknown.join(', ')}, not a role " \
+                                    "(#{names.empty? ? 'none' : names.join(', ')}; or 'default' for every role)")
+      end
+
+      # Each role with the health settings given for it ("health": {"interval_ms": ..., ...}):
+      # its own merged over 'default', only the keys given; none given, no "health" at all.
+      def with_health(roles)
+        health = @resource[:health]
+        return roles if health.nil?
+        roles.map do |role|
+          given = (health['default'] || {}).merge(health[role['name']] || {})
+          next role if given.empty?
+          role.merge('health' => Validate::HEALTH_DEFAULTS.keys.select { |k| given.key?(k) }.to_h { |k| [k, given[k]] })
         end
       end
 

@@ -48,6 +48,24 @@ module PuppetX
       }.freeze
       ERB_RE = /<%=\s*vm\[:(\w+)\]\s*-?%>/.freeze
 
+      # The `health` keys given in seconds => [spec key (milliseconds), min ms, max ms], and
+      # the counts => [spec key, min, max]: the ranges of cl_spec.c (health_keys).
+      HEALTH_SECONDS = {
+        'interval' => ['interval_ms', 100, 86_400_000],
+        'timeout' => ['timeout_ms', 100, 3_600_000],
+        'window' => ['window_ms', 1000, 86_400_000],
+        'backoff' => ['backoff_ms', 0, 3_600_000],
+        'backoff_max' => ['backoff_max_ms', 0, 86_400_000],
+      }.freeze
+      HEALTH_COUNTS = { 'retries' => ['retries', 0, 10], 'max_restarts' => ['max_restarts', 1, 1000] }.freeze
+      # The order of the keys in messages and in the spec.
+      HEALTH_KEYS = ['interval', 'timeout', 'retries', 'max_restarts', 'window', 'backoff', 'backoff_max'].freeze
+      # What the daemon uses for a key not given (CL_HEALTH_* of cl_spec.h), in spec keys.
+      HEALTH_DEFAULTS = {
+        'interval_ms' => 10_000, 'timeout_ms' => 5000, 'retries' => 1, 'max_restarts' => 5,
+        'window_ms' => 600_000, 'backoff_ms' => 1000, 'backoff_max_ms' => 60_000
+      }.freeze
+
       module_function
 
       # IP literal (IPv4 dotted quad or IPv6, no prefix, no zone) => canonical String, or nil.
@@ -160,6 +178,80 @@ module PuppetX
         raise ArgumentError, "#{value.inspect} is not an integer" if int.nil?
         raise ArgumentError, "#{value.inspect} is out of range #{min}..#{max}" unless int.between?(min, max)
         int
+      end
+
+      # The `health` parameter: { role or 'default' => { key => value } }, seconds and counts as
+      # in HEALTH_SECONDS and HEALTH_COUNTS. Returns it with each role's settings in spec keys
+      # (whole milliseconds, rounded), in HEALTH_KEYS order. Messages name the role and the key.
+      def health!(value)
+        unless value.is_a?(Hash)
+          raise ArgumentError, "expects a Hash of role (or 'default') => { #{HEALTH_KEYS.join(', ')} }, " \
+                               "got #{value.inspect}"
+        end
+        munged = value.to_h do |role, settings|
+          unless role.is_a?(String) && (role == 'default' || role.match?(ROLE_RE))
+            raise ArgumentError, "#{role.inspect} is not a role name or 'default'"
+          end
+          [role, health_settings!(role, settings)]
+        end
+        check_backoff!(munged)
+        munged
+      end
+
+      # One role's settings => { spec key => integer }.
+      def health_settings!(role, settings)
+        unless settings.is_a?(Hash)
+          raise ArgumentError, "#{role} must be a Hash of #{HEALTH_KEYS.join(', ')}, got #{settings.inspect}"
+        end
+        unknown = settings.keys.find { |key| !HEALTH_KEYS.include?(key) }
+        if unknown
+          raise ArgumentError, "#{role}: unknown key #{unknown.inspect} (valid: #{HEALTH_KEYS.join(', ')})"
+        end
+        HEALTH_KEYS.select { |key| settings.key?(key) }.to_h do |key|
+          if HEALTH_SECONDS.key?(key)
+            spec_key, min, max = HEALTH_SECONDS[key]
+            [spec_key, health_seconds!("#{role}.#{key}", settings[key], min, max)]
+          else
+            spec_key, min, max = HEALTH_COUNTS[key]
+            [spec_key, health_count!("#{role}.#{key}", settings[key], min, max)]
+          end
+        end
+      end
+
+      # Seconds (Integer or fraction) => whole milliseconds within min..max.
+      def health_seconds!(what, value, min, max)
+        sign = min.positive? ? '> 0' : '>= 0'
+        unless value.is_a?(Numeric) && value.real? && (!value.is_a?(Float) || value.finite?) &&
+               (min.positive? ? value.positive? : !value.negative?)
+          raise ArgumentError, "#{what} must be a number of seconds #{sign}, got #{value.inspect}"
+        end
+        ms = (value * 1000).round
+        return ms if ms.between?(min, max)
+        raise ArgumentError, "#{what} must be #{seconds(min)}..#{seconds(max)} seconds, got #{value.inspect}"
+      end
+
+      def health_count!(what, value, min, max)
+        return value if value.is_a?(Integer) && value.between?(min, max)
+        raise ArgumentError, "#{what} must be an integer #{min}..#{max}, got #{value.inspect}"
+      end
+
+      # Milliseconds as seconds in messages: 100 => 0.1, 86400000 => 86400.
+      def seconds(ms)
+        (ms % 1000).zero? ? ms / 1000 : ms / 1000.0
+      end
+
+      # The backoff starts at most at its cap, for 'default' and for each role with 'default'
+      # under it (a key not given anywhere is the daemon's default).
+      def check_backoff!(munged)
+        base = munged['default'] || {}
+        munged.each do |role, settings|
+          given = role == 'default' ? settings : base.merge(settings)
+          backoff = given.fetch('backoff_ms', HEALTH_DEFAULTS['backoff_ms'])
+          cap = given.fetch('backoff_max_ms', HEALTH_DEFAULTS['backoff_max_ms'])
+          next if cap >= backoff
+          cap_text = given.key?('backoff_max_ms') ? seconds(cap).to_s : "#{seconds(cap)} (the default)"
+          raise ArgumentError, "#{role}.backoff_max must be >= backoff (#{seconds(backoff)} seconds), got #{cap_text}"
+        end
       end
 
       # Entries of an ips or images list: one a line; blank lines and '#' comments are skipped.

@@ -98,6 +98,17 @@ describe Puppet::Type.type(:appscale) do
     )
   end
 
+  it 'takes health for any role of either deployment, not for a service of a composite role' do
+    spec = PuppetX::Cloud::Spec.build(appscale(default_deployment, health: { 'servers' => { 'retries' => 2 },
+                                                                            'master' => { 'retries' => 3 } }))
+    expect(spec['roles'].map { |r| [r['name'], r['health']] }).to eq([['controller', nil], ['servers', { 'retries' => 2 }]])
+    expect { appscale(default_deployment, health: { 'shadow' => { 'retries' => 2 } }) }.to raise_error(
+      Puppet::ResourceError,
+      failure('health: names shadow, not a role (controller, servers, master, appengine, database, login, open, ' \
+              "zookeeper, memcache; or 'default' for every role)"),
+    )
+  end
+
   it 'checks the AppScale account' do
     expect { appscale(default_deployment, app_email: 'admin') }.to raise_error(
       Puppet::ResourceError, "Parameter app_email failed on Appscale[myappscale]: 'admin' is not an e-mail address"

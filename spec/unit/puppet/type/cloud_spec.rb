@@ -58,6 +58,21 @@ describe Puppet::Type.type(:cloud) do
     )
   end
 
+  it 'checks the roles of health against the keys of roles' do
+    spec = PuppetX::Cloud::Spec.build(cloud(health: { 'default' => { 'retries' => 0 }, 'store' => { 'timeout' => 2 } }))
+    expect(spec['roles'].to_h { |r| [r['name'], r['health']] })
+      .to eq('store' => { 'timeout_ms' => 2000, 'retries' => 0 }, 'worker' => { 'retries' => 0 })
+    expect { cloud(health: { 'cache' => { 'retries' => 2 }, 'web' => {} }) }.to raise_error(
+      Puppet::ResourceError,
+      "Validation of Cloud[mycluster] failed: health: names cache, web, not a role (store, worker; or 'default' for every role)"
+    )
+  end
+
+  it 'cannot check the roles of health in a stop manifest, which has no roles' do
+    r = described_class.new(title: 'mycluster', pool: ['10.0.0.70'], ensure: 'stopped', health: { 'store' => { 'retries' => 2 } })
+    expect(r[:health]).to eq('store' => { 'retries' => 2 })
+  end
+
   it 'checks role_order against roles' do
     expect(cloud(role_order: ['worker', 'store'])[:role_order]).to eq(['worker', 'store'])
     expect { cloud(role_order: ['store']) }.to raise_error(

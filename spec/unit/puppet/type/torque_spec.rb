@@ -64,6 +64,15 @@ describe Puppet::Type.type(:torque) do
     )
   end
 
+  it 'takes health for head and compute, and refuses another role' do
+    spec = PuppetX::Cloud::Spec.build(torque(health: { 'compute' => { 'interval' => 30 } }))
+    expect(spec['roles'].map { |r| r['health'] }).to eq([nil, { 'interval_ms' => 30_000 }])
+    expect { torque(health: { 'server' => { 'interval' => 30 } }) }.to raise_error(
+      Puppet::ResourceError,
+      "Validation of Torque[mytorque] failed: health: names server, not a role (head, compute; or 'default' for every role)",
+    )
+  end
+
   it 'puts batch in the spec options' do
     expect(PuppetX::Cloud::Spec.build(torque(batch: 'torque'))['options']).to eq('batch' => 'torque')
   end

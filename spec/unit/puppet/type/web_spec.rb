@@ -226,6 +226,116 @@ describe Puppet::Type.type(:web) do
     end
   end
 
+  describe 'health' do
+    let(:all_keys) do
+      { 'interval' => 2, 'timeout' => 1, 'retries' => 1, 'max_restarts' => 5, 'window' => 600,
+        'backoff' => 1, 'backoff_max' => 60 }
+    end
+
+    it 'is not set by default (every role then has the daemon\'s defaults)' do
+      expect(web[:health]).to be_nil
+    end
+
+    it 'munges seconds to whole milliseconds, rounding, and keeps the counts' do
+      r = web(health: { 'default' => { 'interval' => 10 }, 'server' => all_keys })
+      expect(r[:health]).to eq(
+        'default' => { 'interval_ms' => 10_000 },
+        'server' => { 'interval_ms' => 2000, 'timeout_ms' => 1000, 'retries' => 1, 'max_restarts' => 5,
+                      'window_ms' => 600_000, 'backoff_ms' => 1000, 'backoff_max_ms' => 60_000 },
+      )
+      r = web(health: { 'database' => { 'interval' => 0.5, 'timeout' => 0.57, 'backoff' => 0.0006, 'backoff_max' => 0.0024,
+                                         'retries' => 0 } })
+      expect(r[:health]).to eq('database' => { 'interval_ms' => 500, 'timeout_ms' => 570, 'retries' => 0, 'backoff_ms' => 1,
+                                               'backoff_max_ms' => 2 })
+    end
+
+    it 'accepts the bounds' do
+      r = web(health: { 'server' => { 'interval' => 0.1, 'timeout' => 3600, 'retries' => 10, 'max_restarts' => 1000,
+                                       'window' => 86_400, 'backoff' => 3600, 'backoff_max' => 86_400 } })
+      expect(r[:health]['server']).to include('interval_ms' => 100, 'timeout_ms' => 3_600_000, 'backoff_max_ms' => 86_400_000)
+    end
+
+    it 'rejects a value that is not a Hash of roles' do
+      expect_invalid({ health: ['server'] },
+                     parameter(:health, "expects a Hash of role (or 'default') => { interval, timeout, retries, " \
+                                        'max_restarts, window, backoff, backoff_max }, got ["server"]'))
+      expect_invalid({ health: { 'server' => 5 } },
+                     parameter(:health, 'server must be a Hash of interval, timeout, retries, max_restarts, window, ' \
+                                        'backoff, backoff_max, got 5'))
+      expect_invalid({ health: { 'Server' => {} } }, parameter(:health, "\"Server\" is not a role name or 'default'"))
+    end
+
+    it 'rejects an unknown key, listing the valid ones' do
+      expect_invalid({ health: { 'server' => { 'intervall' => 1 } } },
+                     parameter(:health, 'server: unknown key "intervall" (valid: interval, timeout, retries, ' \
+                                        'max_restarts, window, backoff, backoff_max)'))
+    end
+
+    it 'rejects seconds that are not positive numbers, naming the role, the key and the value' do
+      expect_invalid({ health: { 'server' => { 'interval' => 'x' } } },
+                     parameter(:health, 'server.interval must be a number of seconds > 0, got "x"'))
+      expect_invalid({ health: { 'server' => { 'interval' => '10' } } },
+                     parameter(:health, 'server.interval must be a number of seconds > 0, got "10"'))
+      expect_invalid({ health: { 'default' => { 'timeout' => 0 } } },
+                     parameter(:health, 'default.timeout must be a number of seconds > 0, got 0'))
+      expect_invalid({ health: { 'database' => { 'window' => -5 } } },
+                     parameter(:health, 'database.window must be a number of seconds > 0, got -5'))
+      expect_invalid({ health: { 'server' => { 'backoff' => -1 } } },
+                     parameter(:health, 'server.backoff must be a number of seconds >= 0, got -1'))
+      expect_invalid({ health: { 'server' => { 'backoff_max' => Float::INFINITY } } },
+                     parameter(:health, 'server.backoff_max must be a number of seconds >= 0, got Infinity'))
+      expect_invalid({ health: { 'server' => { 'interval' => nil } } },
+                     parameter(:health, 'server.interval must be a number of seconds > 0, got nil'))
+    end
+
+    it 'rejects seconds out of range' do
+      expect_invalid({ health: { 'server' => { 'interval' => 0.05 } } },
+                     parameter(:health, 'server.interval must be 0.1..86400 seconds, got 0.05'))
+      expect_invalid({ health: { 'server' => { 'interval' => 86_401 } } },
+                     parameter(:health, 'server.interval must be 0.1..86400 seconds, got 86401'))
+      expect_invalid({ health: { 'server' => { 'timeout' => 3601 } } },
+                     parameter(:health, 'server.timeout must be 0.1..3600 seconds, got 3601'))
+      expect_invalid({ health: { 'server' => { 'window' => 0.5 } } },
+                     parameter(:health, 'server.window must be 1..86400 seconds, got 0.5'))
+      expect_invalid({ health: { 'server' => { 'backoff' => 3601 } } },
+                     parameter(:health, 'server.backoff must be 0..3600 seconds, got 3601'))
+    end
+
+    it 'rejects counts that are not integers in range' do
+      expect_invalid({ health: { 'server' => { 'retries' => 1.5 } } },
+                     parameter(:health, 'server.retries must be an integer 0..10, got 1.5'))
+      expect_invalid({ health: { 'server' => { 'retries' => 11 } } },
+                     parameter(:health, 'server.retries must be an integer 0..10, got 11'))
+      expect_invalid({ health: { 'balancer' => { 'max_restarts' => 0 } } },
+                     parameter(:health, 'balancer.max_restarts must be an integer 1..1000, got 0'))
+      expect_invalid({ health: { 'balancer' => { 'max_restarts' => '5' } } },
+                     parameter(:health, 'balancer.max_restarts must be an integer 1..1000, got "5"'))
+    end
+
+    it 'rejects a backoff above its cap, the default cap included, and for a role under default' do
+      expect_invalid({ health: { 'server' => { 'backoff' => 10, 'backoff_max' => 5 } } },
+                     parameter(:health, 'server.backoff_max must be >= backoff (10 seconds), got 5'))
+      expect_invalid({ health: { 'default' => { 'backoff' => 120 } } },
+                     parameter(:health, 'default.backoff_max must be >= backoff (120 seconds), got 60 (the default)'))
+      expect_invalid({ health: { 'default' => { 'backoff' => 30 }, 'server' => { 'backoff_max' => 20 } } },
+                     parameter(:health, 'server.backoff_max must be >= backoff (30 seconds), got 20'))
+      expect(web(health: { 'server' => { 'backoff' => 120, 'backoff_max' => 120 } })[:health]['server'])
+        .to eq('backoff_ms' => 120_000, 'backoff_max_ms' => 120_000)
+    end
+
+    it 'rejects a role that the type does not have, at the cross-attribute check' do
+      expect_invalid({ health: { 'cache' => { 'retries' => 2 } } },
+                     validation("health: names cache, not a role (balancer, server, database; or 'default' for every role)"))
+    end
+
+    it 'accepts a role of the type that the resource does not declare, and health in a stop manifest' do
+      r = described_class.new(title: 'myweb', pool: ['10.0.0.70'], ensure: 'stopped', health: { 'server' => { 'retries' => 2 } })
+      expect(r[:health]).to eq('server' => { 'retries' => 2 })
+      expect { described_class.new(title: 'myweb', pool: ['10.0.0.70'], ensure: 'stopped', health: { 'db' => {} }) }
+        .to raise_error(Puppet::ResourceError, /health: names db, not a role/)
+    end
+  end
+
   describe 'ensure => running requirements' do
     it 'requires vm_domain' do
       expect_invalid({ vm_domain: nil }, validation('vm_domain: is required for ensure => running'))

@@ -1,6 +1,7 @@
 # frozen_string_literal: true
 
 require 'spec_helper'
+require 'tmpdir'
 require 'puppet_x/cloud/spec'
 
 # The spec builder: the Hash of doc/INTERNALS.md section 1 that providers hand to Cloud.new.
@@ -63,6 +64,50 @@ describe PuppetX::Cloud::Spec do
     it 'never carries a secret' do
       r = web(secret: 'a-very-long-cloud-secret', pm_password: 'pm-secret-123')
       expect(JSON.generate(described_class.build(r))).not_to include('a-very-long-cloud-secret', 'pm-secret-123')
+    end
+  end
+
+  describe 'health' do
+    it 'puts no health in the roles when none is given, nor for an empty one' do
+      expect(described_class.build(web)['roles'].map(&:keys).uniq).to eq([['name', 'after']])
+      expect(described_class.build(web(health: { 'server' => {} }))['roles'].map(&:keys).uniq).to eq([['name', 'after']])
+    end
+
+    it 'gives each role the keys given for it, in milliseconds, merged over default, in a fixed order' do
+      health = { 'server' => { 'backoff_max' => 30, 'interval' => 2, 'timeout' => 1, 'retries' => 1, 'max_restarts' => 5,
+                               'window' => 600, 'backoff' => 0.25 },
+                 'default' => { 'interval' => 10, 'retries' => 3 },
+                 'balancer' => { 'timeout' => 0.5 } }
+      spec = described_class.build(web(health: health))
+      expect(spec['roles']).to eq([
+                                    { 'name' => 'database', 'after' => [], 'health' => { 'interval_ms' => 10_000, 'retries' => 3 } },
+                                    { 'name' => 'server', 'after' => ['database'],
+                                      'health' => { 'interval_ms' => 2000, 'timeout_ms' => 1000, 'retries' => 1, 'max_restarts' => 5,
+                                                    'window_ms' => 600_000, 'backoff_ms' => 250, 'backoff_max_ms' => 30_000 } },
+                                    { 'name' => 'balancer', 'after' => ['server'],
+                                      'health' => { 'interval_ms' => 10_000, 'timeout_ms' => 500, 'retries' => 3 } },
+                                  ])
+      expect(spec['roles'][1]['health'].keys).to eq(['interval_ms', 'timeout_ms', 'retries', 'max_restarts', 'window_ms',
+                                                     'backoff_ms', 'backoff_max_ms'])
+      expect(JSON.parse(JSON.generate(spec))).to eq(spec)
+    end
+
+    it 'goes with the steps of the recipes' do
+      Dir.mktmpdir('recipes') do |dir|
+        FileUtils.mkdir_p(File.join(dir, 'server'))
+        File.write(File.join(dir, 'server', 'check.sh'), "true\n")
+        role = described_class.build(web(recipes: dir, health: { 'server' => { 'retries' => 2 } }))['roles'][1]
+        expect(role).to eq('name' => 'server', 'after' => ['database'], 'steps' => { 'check' => "true\n" },
+                           'health' => { 'retries' => 2 })
+      end
+    end
+
+    it 'names the resource when a key of health is not a role' do
+      resource = web
+      resource[:health] = { 'cache' => { 'retries' => 2 } }
+      expect { described_class.build(resource) }.to raise_error(
+        Puppet::Error, "Web[myweb]: health: names cache, not a role (balancer, server, database; or 'default' for every role)"
+      )
     end
   end
 
