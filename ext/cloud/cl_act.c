@@ -23,7 +23,121 @@
 /* Planning                                                                                   */
 /* ========================================================================================== */
 
-const char *const cl_act_names[] = {"none", "start", "create", "recreate"};
+const char *const cl_act_names[] = {"none", "start", "create", "recreate", "move"};
+
+/* Index of pool host name in the run, or -1. */
+static int host_index(const cl_run_t *r, const char *name)
+{
+    size_t i;
+
+    for (i = 0; name && i < r->nhosts; i++)
+        if (strcmp(r->hosts[i].name, name) == 0)
+            return (int)i;
+    return -1;
+}
+
+/* A slot left for later: into r->held, with why and when to look again. */
+static void hold(cl_run_t *r, const char *slot, const char *host, uint64_t retry_at,
+                 const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static void hold(cl_run_t *r, const char *slot, const char *host, uint64_t retry_at,
+                 const char *fmt, ...)
+{
+    json_object *o;
+    char why[256];
+    va_list ap;
+
+    if (!r->held)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+    o = json_object_new_object();
+    json_object_object_add(o, "slot", json_object_new_string(slot));
+    json_object_object_add(o, "host", host ? json_object_new_string(host) : NULL);
+    json_object_object_add(o, "why", json_object_new_string(why));
+    json_object_object_add(o, "retry_at_ms", json_object_new_int64((int64_t)retry_at));
+    json_object_array_add(r->held, o);
+}
+
+/*
+ * Why slot i (planned p) needs a repair, and whether it may have it now: a slot whose host is
+ * gone waits until that host has been silent for the fencing wait (it has fenced itself by
+ * then); then the gate (a repair run's policy) decides.  Adjusts p->act and ps.
+ */
+static void gate_slot(cl_run_t *r, size_t i, cl_slot_plan_t *p, cl_place_slot_t *ps)
+{
+    const cl_slot_t *sl = &r->spec->slots[i];
+    json_object *v = NULL;
+    const char *was = NULL, *where;
+    uint64_t now = cl_time_now_ms(), retry = 0;
+    int wh, verdict;
+
+    if (r->placed && json_object_object_get_ex(r->placed, sl->name, &v) &&
+        json_object_is_type(v, json_type_string))
+        was = json_object_get_string(v);
+    wh = host_index(r, was);
+    p->failing = 0;
+    if (p->act == CL_ACT_CREATE && cl_engine_elected(r->e, r->spec) && (!was || wh < 0)) {
+        /*
+         * Nowhere to be seen and no placement known here (a new leader: members keep only the
+         * spec): it may run on a host that does not answer.  Wait for every such host's fencing.
+         */
+        size_t k;
+        for (k = 0; k < r->nhosts; k++)
+            if (!r->hosts[k].host && (!was || wh < 0)) {
+                uint64_t silent = cl_engine_silent_ms(r->e, r->spec, r->hosts[k].name);
+                if (silent < cl_engine_fence_wait_ms(r->e) &&
+                    (wh < 0 || silent < cl_engine_silent_ms(r->e, r->spec, r->hosts[wh].name)))
+                    wh = (int)k; /* the one silent for the shortest time decides */
+            }
+        if (wh >= 0)
+            was = r->hosts[wh].name;
+    }
+    if (p->act == CL_ACT_START) {
+        p->failing = CL_FAIL_DOMAIN;
+    } else if (p->act == CL_ACT_CREATE && was) {
+        p->failing = wh >= 0 && !r->hosts[wh].host ? CL_FAIL_HOST : CL_FAIL_DOMAIN;
+    } else if (p->act != CL_ACT_NONE) {
+        return; /* a new slot, or a changed definition: not a failure */
+    }
+    if (p->failing == CL_FAIL_HOST && cl_engine_elected(r->e, r->spec)) {
+        uint64_t silent = cl_engine_silent_ms(r->e, r->spec, was),
+                 wait = cl_engine_fence_wait_ms(r->e);
+        if (silent < wait) {
+            p->act = CL_ACT_NONE;
+            hold(r, sl->name, was, now + (wait - silent),
+                 "waiting for %s to fence itself (silent %llu of %llu ms)", was,
+                 (unsigned long long)silent, (unsigned long long)wait);
+            return;
+        }
+    }
+    if (!r->gate || !r->gate->decide)
+        return;
+    where = p->dom >= 0 ? r->hosts[r->dom_host[p->dom]].name : was ? was : "";
+    verdict = r->gate->decide(r->gate->ud, r->spec, i, p->failing, where, &retry);
+    if (verdict == CL_GATE_HOLD) {
+        if (p->act != CL_ACT_NONE)
+            hold(r, sl->name, where, retry, "restart policy: next repair of %s not before then",
+                 sl->name);
+        p->act = CL_ACT_NONE;
+    } else if (verdict == CL_GATE_MOVE) {
+        size_t k, others = 0;
+        int cur = p->dom >= 0 ? r->dom_host[p->dom] : wh;
+        for (k = 0; k < r->nhosts; k++)
+            others += r->hosts[k].host && (int)k != cur && r->hosts[k].primary;
+        if (!others)
+            return; /* nowhere else to go: repaired where it is */
+        if (p->dom >= 0) {
+            p->from = r->dom_host[p->dom];
+            p->act = CL_ACT_MOVE;
+            ps->host = -1;
+            ps->not_on = p->from + 1;
+        } else if (wh >= 0) {
+            ps->not_on = wh + 1;
+        }
+    }
+}
 
 /* Hash of everything that shapes a slot's definition: a change means redefining it. */
 static void config_hash(const cl_spec_t *s, const cl_slot_t *sl, char out[20])
@@ -127,6 +241,8 @@ int cl_run_plan(cl_run_t *r, cl_slot_plan_t **out, cl_extra_t **extras, size_t *
         ps[i].role = sl->roles[0];
         ps[i].mem_kib = cl_spec_slot_mem_kib(s, i);
         ps[i].host = p[i].act == CL_ACT_CREATE ? -1 : p[i].host;
+        p[i].from = -1;
+        gate_slot(r, i, &p[i], &ps[i]);
     }
     for (k = 0; k < r->doms.n; k++)
         if (!used[k]) {

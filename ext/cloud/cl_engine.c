@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cl_guests.h"
 #include "cl_log.h"
@@ -38,7 +39,17 @@ struct cl_engine {
     size_t nconns;
     cl_addrs_t led;          /* clouds led by this process: a new term bumps the epoch */
     cl_engine_peers_t peers; /* peers.lead == NULL: single-host behaviour */
+    void (*conn_hook)(void *ud, cl_virt_t *v);
+    void *conn_hook_ud;
 };
+
+void cl_engine_set_conn_hook(cl_engine_t *e, void (*fn)(void *ud, cl_virt_t *v), void *ud)
+{
+    pthread_mutex_lock(&e->conn_lock);
+    e->conn_hook = fn;
+    e->conn_hook_ud = ud;
+    pthread_mutex_unlock(&e->conn_lock);
+}
 
 int cl_engine_new(const cl_engine_opts_t *o, cl_engine_t **out, cl_err_t *err)
 {
@@ -134,6 +145,8 @@ cl_virt_t *cl_engine_conn(cl_engine_t *e, const char *uri, const char *host, cl_
     }
     cl_log(CL_LOG_INFO, "+connect", "host=%s uri=%s%s", host, uri,
            e->readonly ? " (read-only)" : "");
+    if (e->conn_hook)
+        e->conn_hook(e->conn_hook_ud, v);
 
 cleanup:
     pthread_mutex_unlock(&e->conn_lock);
@@ -147,6 +160,16 @@ cl_host_t *cl_engine_remote(cl_engine_t *e, const cl_spec_t *spec, const char *h
         return NULL;
     }
     return e->peers.remote(e->peers.ud, spec, host, err);
+}
+
+uint64_t cl_engine_silent_ms(cl_engine_t *e, const cl_spec_t *spec, const char *host)
+{
+    return e->peers.silent_ms ? e->peers.silent_ms(e->peers.ud, spec, host) : 0;
+}
+
+uint64_t cl_engine_fence_wait_ms(const cl_engine_t *e)
+{
+    return (e->peers.fence_ms ? e->peers.fence_ms : CL_FENCE_SELF_MS) + CL_FENCE_MARGIN_MS;
 }
 
 int cl_engine_is_member(const cl_engine_t *e, const cl_spec_t *spec)
@@ -234,9 +257,16 @@ static json_object *state_doc(const cl_run_t *r, const cl_slot_plan_t *p)
     json_object_object_add(o, "epoch", json_object_new_int64((int64_t)r->epoch));
     li = cl_engine_leader_index(r->e, r->spec);
     json_object_object_add(o, "leader", li >= 0 ? json_object_new_string(r->spec->pool[li]) : NULL);
-    for (i = 0; p && i < r->spec->nslots; i++)
-        json_object_object_add(pl, r->spec->slots[p[i].slot].name,
-                               json_object_new_string(r->hosts[p[i].host].name));
+    for (i = 0; p && i < r->spec->nslots; i++) {
+        const char *slot = r->spec->slots[p[i].slot].name;
+        json_object *was = NULL;
+        /* a slot held for later keeps the host it was on (its fencing is still awaited) */
+        if (p[i].dom < 0 && p[i].act == CL_ACT_NONE) {
+            if (r->placed && json_object_object_get_ex(r->placed, slot, &was) && was)
+                json_object_object_add(pl, slot, json_object_get(was));
+        } else
+            json_object_object_add(pl, slot, json_object_new_string(r->hosts[p[i].host].name));
+    }
     json_object_object_add(o, "placement", pl);
     return o;
 }
@@ -268,8 +298,10 @@ static void forget_led(cl_engine_t *e, const char *name)
  * adopt_only (a takeover): a cloud of which no domain runs anywhere is left alone -- it was
  * stopped, or never started, and only an explicit apply creates a cloud from nothing.
  */
+/* have_lock: the caller holds the act lock (it read the stored spec under it). */
 static int apply_impl(cl_engine_t *e, const cl_spec_t *spec, int noop, int adopt_only,
-                      cl_progress_fn fn, void *ud, json_object **result, cl_err_t *err)
+                      const cl_engine_gate_t *gate, int have_lock, cl_progress_fn fn, void *ud,
+                      json_object **result, cl_err_t *err)
 {
     cl_run_t r;
     cl_slot_plan_t *p = NULL;
@@ -287,6 +319,8 @@ static int apply_impl(cl_engine_t *e, const cl_spec_t *spec, int noop, int adopt
     r.fn = fn;
     r.ud = ud;
     r.changes = json_object_new_array();
+    r.held = json_object_new_array();
+    r.gate = gate;
     if (!spec->running) {
         cl_err_set(err, CL_ERR_SPEC, 0, NULL, "apply", "ensure => stopped is a stop, not an apply");
         goto cleanup;
@@ -296,13 +330,31 @@ static int apply_impl(cl_engine_t *e, const cl_spec_t *spec, int noop, int adopt
             cl_err_set(err, CL_ERR_STATE, 0, NULL, "apply", "this engine is read-only");
             goto cleanup;
         }
-        pthread_mutex_lock(&e->act_lock);
-        locked = 1;
+        if (!have_lock) {
+            pthread_mutex_lock(&e->act_lock);
+            locked = 1;
+        }
     }
     ls = cl_state_load(e->state_dir, spec->name, &state, err);
     if (ls < 0)
         goto cleanup;
     r.epoch = state_epoch(state);
+    if (state)
+        json_object_object_get_ex(state, "placement", &r.placed);
+    if (gate) {
+        /* a repair run: nothing to do unless this host acts (quietly: it is routine) */
+        int acting = 0;
+        cl_engine_leader(e, spec, NULL, &acting);
+        if (!acting) {
+            res = json_object_new_object();
+            json_object_object_add(res, "changed", json_object_new_int(0));
+            json_object_object_add(res, "changes", json_object_new_array());
+            json_object_object_add(res, "acting", json_object_new_boolean(0));
+            *result = res;
+            rc = 0;
+            goto cleanup;
+        }
+    }
     if (cl_engine_elected(e, spec)) {
         /* A pool of several: the election decides who acts, and in which epoch. */
         uint64_t ep = 0;
@@ -349,6 +401,42 @@ static int apply_impl(cl_engine_t *e, const cl_spec_t *spec, int noop, int adopt
     }
     if (cl_run_plan(&r, &p, &x, &nx, err) < 0)
         goto cleanup;
+    if (!noop && !gate && json_object_array_length(r.held) > 0) {
+        /*
+         * Slots waiting for a silent host's fencing (an apply: Puppet expects it converged):
+         * the wait is short and bounded, so wait it out here once and plan again.
+         */
+        uint64_t until = 0, now = cl_time_now_ms();
+        for (i = 0; i < json_object_array_length(r.held); i++) {
+            json_object *at =
+                json_object_object_get(json_object_array_get_idx(r.held, i), "retry_at_ms");
+            if (at && (uint64_t)json_object_get_int64(at) > until)
+                until = (uint64_t)json_object_get_int64(at);
+        }
+        if (until > now && until - now <= cl_engine_fence_wait_ms(e) + 100) {
+            cl_run_progress(&r, "=fencing", NULL, NULL,
+                            "waiting %llu ms for silent hosts to fence themselves",
+                            (unsigned long long)(until - now));
+            if (r.fn)
+                r.fn(r.ud, NULL); /* a pause follows: batched progress goes out now */
+            while (cl_time_now_ms() < until) {
+                struct timespec ts = {0, 20 * 1000000L};
+                nanosleep(&ts, NULL);
+            }
+            json_object_put(r.held);
+            r.held = json_object_new_array();
+            free(p);
+            free(x);
+            p = NULL;
+            x = NULL;
+            cl_dom_list_free(&r.doms);
+            free(r.dom_host);
+            r.dom_host = NULL;
+            cl_idset_free(&r.foreign);
+            if (cl_run_observe(&r, 1, err) < 0 || cl_run_plan(&r, &p, &x, &nx, err) < 0)
+                goto cleanup;
+        }
+    }
     if (noop) {
         res = json_object_new_object();
         json_object_object_add(res, "changed", json_object_new_int(0));
@@ -366,7 +454,7 @@ static int apply_impl(cl_engine_t *e, const cl_spec_t *spec, int noop, int adopt
             goto cleanup;
     /* Identities taken by this cloud's kept domains (a recreated slot keeps its own). */
     for (i = 0; i < spec->nslots; i++)
-        if (p[i].dom >= 0 && p[i].act != CL_ACT_RECREATE) {
+        if (p[i].dom >= 0 && p[i].act != CL_ACT_RECREATE && p[i].act != CL_ACT_MOVE) {
             cl_idset_add(&ours, r.doms.v[p[i].dom].uuid);
             if (r.doms.v[p[i].dom].mac[0])
                 cl_idset_add(&ours, r.doms.v[p[i].dom].mac);
@@ -399,6 +487,14 @@ static int apply_impl(cl_engine_t *e, const cl_spec_t *spec, int noop, int adopt
             if (cl_run_create(&r, &p[i], &ours, err) < 0)
                 goto cleanup;
             break;
+        case CL_ACT_MOVE: {
+            const cl_dom_t *d = &r.doms.v[p[i].dom];
+            if (cl_run_remove(&r, d, r.dom_host[p[i].dom], "moved to another host", 0, err) < 0)
+                goto cleanup;
+            if (cl_run_create(&r, &p[i], &ours, err) < 0)
+                goto cleanup;
+            break;
+        }
         }
     }
     /* Roles inside the guests (the test driver has none: reported skipped, never done). */
@@ -418,8 +514,10 @@ static int apply_impl(cl_engine_t *e, const cl_spec_t *spec, int noop, int adopt
     json_object_object_add(res, "changed", json_object_new_int(r.changed));
     json_object_object_add(res, "changes", json_object_get(r.changes));
     json_object_object_add(res, "status", cl_run_status(&r, doc));
-    cl_run_progress(&r, r.changed ? "+converged" : "=converged", NULL, NULL, "%d change(s)",
-                    r.changed);
+    json_object_object_add(res, "held", json_object_get(r.held));
+    json_object_object_add(res, "epoch", json_object_new_int64((int64_t)r.epoch));
+    cl_run_progress(&r, r.changed ? "+converged" : "=converged", NULL, NULL, "%d change(s)%s",
+                    r.changed, json_object_array_length(r.held) ? ", some held for later" : "");
     *result = res;
     rc = 0;
 
@@ -431,6 +529,7 @@ cleanup:
     json_object_put(state);
     free(p);
     free(x);
+    json_object_put(r.held);
     cl_run_free(&r);
     return rc;
 }
@@ -438,7 +537,7 @@ cleanup:
 int cl_engine_apply(cl_engine_t *e, const cl_spec_t *spec, int noop, cl_progress_fn fn, void *ud,
                     json_object **result, cl_err_t *err)
 {
-    return apply_impl(e, spec, noop, 0, fn, ud, result, err);
+    return apply_impl(e, spec, noop, 0, NULL, 0, fn, ud, result, err);
 }
 
 /* Rank of a domain for tear-down order: reverse dependency (balancer before database). */
@@ -600,24 +699,31 @@ cleanup:
     return rc;
 }
 
-static int monitor_impl(cl_engine_t *e, const char *name, int adopt_only, cl_progress_fn fn,
-                        void *ud, json_object **result, cl_err_t *err)
+static int monitor_impl(cl_engine_t *e, const char *name, int adopt_only,
+                        const cl_engine_gate_t *gate, cl_progress_fn fn, void *ud,
+                        json_object **result, cl_err_t *err)
 {
     json_object *state = NULL, *v;
     cl_spec_t *spec = NULL;
     int rc = -1, ls;
 
     *result = NULL;
+    if (e->readonly)
+        return cl_err_set(err, CL_ERR_STATE, 0, NULL, "monitor", "this engine is read-only");
+    /* the stored spec is read under the act lock: an apply in progress may be changing it */
+    pthread_mutex_lock(&e->act_lock);
     ls = cl_state_load(e->state_dir, name, &state, err);
     if (ls < 0)
-        return -1;
+        goto cleanup;
     if (ls == 0 || !json_object_object_get_ex(state, "spec", &v)) {
-        json_object_put(state);
-        return cl_err_set(err, CL_ERR_STATE, 0, NULL, "monitor", "cloud %s is not known here",
-                          name);
+        cl_err_set(err, CL_ERR_STATE, 0, NULL, "monitor", "cloud %s is not known here", name);
+        goto cleanup;
     }
     if (cl_spec_parse(v, &spec, err) == 0)
-        rc = apply_impl(e, spec, 0, adopt_only, fn, ud, result, err);
+        rc = apply_impl(e, spec, 0, adopt_only, gate, 1, fn, ud, result, err);
+
+cleanup:
+    pthread_mutex_unlock(&e->act_lock);
     cl_spec_free(spec);
     json_object_put(state);
     return rc;
@@ -626,12 +732,19 @@ static int monitor_impl(cl_engine_t *e, const char *name, int adopt_only, cl_pro
 int cl_engine_monitor(cl_engine_t *e, const char *name, cl_progress_fn fn, void *ud,
                       json_object **result, cl_err_t *err)
 {
-    return monitor_impl(e, name, 0, fn, ud, result, err);
+    return monitor_impl(e, name, 0, NULL, fn, ud, result, err);
+}
+
+int cl_engine_repair(cl_engine_t *e, const char *name, int adopt_only, const cl_engine_gate_t *gate,
+                     cl_progress_fn fn, void *ud, json_object **result, cl_err_t *err)
+{
+    static const cl_engine_gate_t none = {NULL, NULL};
+    return monitor_impl(e, name, adopt_only, gate ? gate : &none, fn, ud, result, err);
 }
 
 int cl_engine_takeover(cl_engine_t *e, const char *name, json_object **result, cl_err_t *err)
 {
-    return monitor_impl(e, name, 1, NULL, NULL, result, err);
+    return monitor_impl(e, name, 1, NULL, NULL, NULL, result, err);
 }
 
 static json_object *status_one(cl_engine_t *e, const char *name, const cl_spec_t *given,
@@ -711,4 +824,96 @@ fail:
     cl_state_names_free(names);
     json_object_put(res);
     return -1;
+}
+
+/* ========================================================================================== */
+/* Repairs of one slot, and self-fencing                                                      */
+/* ========================================================================================== */
+
+int cl_engine_destroy_slot(cl_engine_t *e, const char *name, const char *slot, cl_err_t *err)
+{
+    json_object *state = NULL, *v;
+    cl_spec_t *spec = NULL;
+    cl_run_t r;
+    size_t i;
+    int rc = -1, ls, found = 0;
+
+    memset(&r, 0, sizeof(r));
+    r.e = e;
+    r.name = name;
+    r.changes = json_object_new_array();
+    pthread_mutex_lock(&e->act_lock);
+    ls = cl_state_load(e->state_dir, name, &state, err);
+    if (ls < 0)
+        goto cleanup;
+    if (ls == 0 || !json_object_object_get_ex(state, "spec", &v)) {
+        cl_err_set(err, CL_ERR_STATE, 0, NULL, "restart domain", "cloud %s is not known here",
+                   name);
+        goto cleanup;
+    }
+    if (cl_spec_parse(v, &spec, err) < 0)
+        goto cleanup;
+    r.spec = spec;
+    r.epoch = state_epoch(state);
+    if (cl_engine_elected(e, spec)) {
+        uint64_t ep = 0;
+        int acting = 0;
+        cl_engine_leader(e, spec, &ep, &acting);
+        if (!acting) {
+            cl_err_set(err, CL_ERR_ELECTION, 0, NULL, "restart domain",
+                       "this host does not lead cloud %s now", name);
+            goto cleanup;
+        }
+        r.epoch = (unsigned long)ep;
+    }
+    if (cl_run_connect(&r, spec->hypervisor, spec->pool, spec->npool, err) < 0 ||
+        cl_run_observe(&r, 0, err) < 0)
+        goto cleanup;
+    for (i = 0; i < r.doms.n; i++) {
+        if (strcmp(r.doms.v[i].slot, slot) != 0 || r.doms.v[i].state != CL_DOM_RUNNING)
+            continue;
+        if (cl_host_destroy(r.hosts[r.dom_host[i]].host, r.epoch, r.doms.v[i].name, err) < 0)
+            goto cleanup;
+        cl_log(CL_LOG_INFO, "+restart-domain", "cloud=%s slot=%s host=%s epoch=%lu", name, slot,
+               r.hosts[r.dom_host[i]].name, r.epoch);
+        found++;
+    }
+    rc = found;
+
+cleanup:
+    pthread_mutex_unlock(&e->act_lock);
+    json_object_put(state);
+    cl_spec_free(spec);
+    cl_run_free(&r);
+    return rc;
+}
+
+int cl_engine_self_fence(cl_engine_t *e, const char *cloud, const char *uri, cl_err_t *err)
+{
+    cl_dom_list_t doms = {0};
+    cl_virt_t *v = cl_engine_conn(e, uri, "self", err);
+    size_t i;
+    int n = 0;
+
+    if (!v)
+        return -1;
+    if (cl_virt_scan(v, cloud, &doms, NULL, err) < 0)
+        return -1;
+    for (i = 0; i < doms.n; i++) {
+        cl_err_t e2;
+        if (doms.v[i].state != CL_DOM_RUNNING && doms.v[i].state != CL_DOM_PAUSED)
+            continue;
+        cl_err_clear(&e2);
+        if (cl_virt_destroy(v, doms.v[i].name, "fence", &e2) < 0) {
+            cl_log(CL_LOG_ERR, "-fence", "cloud=%s slot=%s could not be stopped: %s", cloud,
+                   doms.v[i].slot, e2.msg);
+            continue;
+        }
+        cl_log(CL_LOG_WARN, "+self-fence",
+               "cloud=%s slot=%s stopped: this host lost the cloud's leader", cloud,
+               doms.v[i].slot);
+        n++;
+    }
+    cl_dom_list_free(&doms);
+    return n;
 }

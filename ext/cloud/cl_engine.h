@@ -12,7 +12,9 @@
 #include "cl_err.h"
 #include "cl_net.h"
 #include "cl_host.h"
+#include "cl_policy.h"
 #include "cl_spec.h"
+#include "cl_virt.h"
 
 typedef struct cl_engine cl_engine_t;
 
@@ -30,7 +32,31 @@ typedef struct cl_engine_peers {
     int (*lead)(void *ud, const cl_spec_t *spec, char *leader, size_t len, uint64_t *epoch);
     /* A pool host other than this one, driven through its daemon (caller frees); NULL+err. */
     cl_host_t *(*remote)(void *ud, const cl_spec_t *spec, const char *host, cl_err_t *err);
+    /*
+     * Ms since the election last heard pool host host of spec's cloud (UINT64_MAX: never since
+     * this daemon joined).  A dead host's slots are re-placed only once it has been silent for
+     * the fencing wait: by then it has fenced itself (destroyed its copies), see fence_ms.
+     */
+    uint64_t (*silent_ms)(void *ud, const cl_spec_t *spec, const char *host);
+    /* A member that loses the cloud's leader for this long fences itself (0: CL_FENCE_SELF_MS) */
+    uint64_t fence_ms;
 } cl_engine_peers_t;
+
+/*
+ * The monitor's restart policy, consulted by a repair run (cl_engine_repair) for every slot
+ * before it acts.  failing: 0 when the slot runs where it should, else why it does not
+ * (CL_FAIL_DOMAIN: its domain stopped, crashed or vanished on a live host; CL_FAIL_HOST: its
+ * host is gone and fenced).  host: where it runs or ran ("" if unknown).  Returns
+ * CL_GATE_GO (repair now; for a slot that runs: leave it), CL_GATE_HOLD (not now: *retry_at,
+ * absolute cl_time_now_ms, says when to look again) or CL_GATE_MOVE (recreate it on another
+ * host, also when it runs).  Called with the engine's lock held: no engine calls from it.
+ */
+enum { CL_GATE_HOLD, CL_GATE_GO, CL_GATE_MOVE };
+typedef struct cl_engine_gate {
+    void *ud;
+    int (*decide)(void *ud, const cl_spec_t *spec, size_t slot, int failing, const char *host,
+                  uint64_t *retry_at);
+} cl_engine_gate_t;
 
 typedef struct cl_engine_opts {
     const char *state_dir;          /* where clouds' state files live */
@@ -73,6 +99,27 @@ int cl_engine_stop(cl_engine_t *e, const char *name, const cl_spec_t *spec, int 
 int cl_engine_monitor(cl_engine_t *e, const char *name, cl_progress_fn fn, void *ud,
                       json_object **result, cl_err_t *err);
 /*
+ * The monitor's repair run: like cl_engine_monitor (adopt_only: like cl_engine_takeover), each
+ * slot's repair decided by gate first (NULL: as monitor).  Does nothing (changed 0) unless this
+ * host leads and acts.  The result
+ * also has "held": [{slot, host, why, retry_at_ms}] for the slots left for later (the gate's
+ * or the fencing wait's), and "acting": false when it did not run.
+ */
+int cl_engine_repair(cl_engine_t *e, const char *name, int adopt_only, const cl_engine_gate_t *gate,
+                     cl_progress_fn fn, void *ud, json_object **result, cl_err_t *err);
+/*
+ * Stop slot's domain where it runs (kept defined: a restart of the domain, next started by a
+ * repair run), in this leader's epoch.  0, or -1 and err.
+ */
+int cl_engine_destroy_slot(cl_engine_t *e, const char *name, const char *slot, cl_err_t *err);
+/*
+ * Self-fencing of a member that lost its cloud's leader: destroy (keep defined) every running
+ * domain of cloud on this host's own hypervisor (uri).  Returns how many, or -1 and err.
+ */
+int cl_engine_self_fence(cl_engine_t *e, const char *cloud, const char *uri, cl_err_t *err);
+/* The fencing wait of spec's cloud: how long a silent host must be before its slots move. */
+uint64_t cl_engine_fence_wait_ms(const cl_engine_t *e);
+/*
  * A new leader's cycle: like monitor (adopts what runs, re-places the slots of hosts that are
  * gone), but a cloud of which nothing runs anywhere is left alone (stopped, or never started).
  */
@@ -83,6 +130,13 @@ int cl_engine_takeover(cl_engine_t *e, const char *name, json_object **result, c
  */
 int cl_engine_status(cl_engine_t *e, const char *name, const cl_spec_t *spec, json_object **result,
                      cl_err_t *err);
+/* The cached connection for uri, (re)opened if needed; owned by the engine's cache. */
+cl_virt_t *cl_engine_conn(cl_engine_t *e, const char *uri, const char *host, cl_err_t *err);
+/*
+ * Called (under the connection cache's lock: no engine calls from it) with each hypervisor
+ * connection the engine opens or reopens: the daemon's monitor watches its domain events.
+ */
+void cl_engine_set_conn_hook(cl_engine_t *e, void (*fn)(void *ud, cl_virt_t *v), void *ud);
 /* Number of clouds with state on this host. */
 size_t cl_engine_cloud_count(cl_engine_t *e);
 

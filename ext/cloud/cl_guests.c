@@ -64,7 +64,7 @@ static int configure(cl_run_t *r, const cl_slot_plan_t *p, cl_err_t *err)
     int rc = -1;
 
     known_hosts(r, kh, sizeof(kh));
-    if (p->act == CL_ACT_CREATE || p->act == CL_ACT_RECREATE)
+    if (p->act == CL_ACT_CREATE || p->act == CL_ACT_RECREATE || p->act == CL_ACT_MOVE)
         cl_ssh_forget_host(kh, sl->ip, 22, NULL); /* a new disk: a new host key */
     memset(&o, 0, sizeof(o));
     o.host = sl->ip;

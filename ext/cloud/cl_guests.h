@@ -22,4 +22,33 @@ int cl_guests_configure(cl_run_t *r, const cl_slot_plan_t *p, cl_err_t *err);
  */
 void cl_guests_stop(cl_run_t *r, const cl_spec_t *spec, const cl_dom_t *d, int host);
 
+/*
+ * The leader's SSH sessions to running guests, kept between role checks (issue 5): one per
+ * slot, opened when missing, reopened once when broken.  Not thread-safe: one monitor thread.
+ */
+typedef struct cl_guest_sessions cl_guest_sessions_t;
+
+cl_guest_sessions_t *cl_guest_sessions_new(void);
+void cl_guest_sessions_free(cl_guest_sessions_t *s); /* NULL-safe: closes every session */
+/* Forget (close) slot's session of cloud: its domain was recreated, moved or removed. */
+void cl_guest_sessions_drop(cl_guest_sessions_t *s, const char *cloud, const char *slot);
+/* Number of sessions open (for status and the benchmark). */
+size_t cl_guest_sessions_count(const cl_guest_sessions_t *s);
+
+/*
+ * Run the check steps of slot i's roles in its guest (spec's ssh_key, host key pinned under
+ * state_dir as cl_guests_configure does), over the session kept in s.  Each check is bounded by
+ * its role's health.timeout_ms and, when it fails, run again health.retries times.  Returns 0
+ * when every check passed (or no role has one), 1 when a check failed (err: the role, its exit
+ * status and its last output line), -1 when the guest could not be reached (err).
+ */
+int cl_guests_check_slot(cl_guest_sessions_t *s, const char *state_dir, const cl_spec_t *spec,
+                         size_t i, cl_err_t *err);
+/*
+ * The service repair: run the start steps of slot i's roles again in its guest (the facts and
+ * setup are already there), over the session kept in s.  0, or -1 and err.
+ */
+int cl_guests_restart_slot(cl_guest_sessions_t *s, const char *state_dir, const cl_spec_t *spec,
+                           size_t i, cl_err_t *err);
+
 #endif

@@ -132,6 +132,15 @@ int cl_host_start(cl_host_t *h, uint64_t epoch, const char *name, cl_err_t *err)
     return h->ops->start(h, epoch, name, err);
 }
 
+int cl_host_destroy(cl_host_t *h, uint64_t epoch, const char *name, cl_err_t *err)
+{
+    GUARD(h, epoch, "destroy", err);
+    if (!h->ops->destroy)
+        return cl_err_set(err, CL_ERR_VIRT, 0, h->name, "destroy", "not supported by %s hosts",
+                          h->ops->kind);
+    return h->ops->destroy(h, epoch, name, err);
+}
+
 void cl_host_shutdown_request(cl_host_t *h, uint64_t epoch, const char *name)
 {
     cl_err_t e;
@@ -229,6 +238,12 @@ static int local_start(cl_host_t *h, uint64_t epoch, const char *name, cl_err_t 
     return cl_virt_start(h->impl, name, err);
 }
 
+static int local_destroy(cl_host_t *h, uint64_t epoch, const char *name, cl_err_t *err)
+{
+    (void)epoch;
+    return cl_virt_destroy(h->impl, name, "restart", err);
+}
+
 static void local_shutdown_request(cl_host_t *h, uint64_t epoch, const char *name)
 {
     (void)epoch;
@@ -268,6 +283,7 @@ static const cl_host_ops_t local_ops = {
     .overlay = local_overlay,
     .define = local_define,
     .start = local_start,
+    .destroy = local_destroy,
     .shutdown_request = local_shutdown_request,
     .remove = local_remove,
     .vol_delete = local_vol_delete,

@@ -41,6 +41,7 @@ typedef struct cl_host_ops {
                    const char *backing, const char *fmt, char *path_out, size_t len, cl_err_t *err);
     int (*define)(cl_host_t *h, uint64_t epoch, const char *name, const char *xml, cl_err_t *err);
     int (*start)(cl_host_t *h, uint64_t epoch, const char *name, cl_err_t *err);
+    int (*destroy)(cl_host_t *h, uint64_t epoch, const char *name, cl_err_t *err);
     void (*shutdown_request)(cl_host_t *h, uint64_t epoch, const char *name);
     int (*remove)(cl_host_t *h, uint64_t epoch, const char *name, unsigned grace_ms, cl_err_t *err);
     int (*vol_delete)(cl_host_t *h, uint64_t epoch, const char *pool, const char *path,
@@ -94,6 +95,7 @@ int cl_host_overlay(cl_host_t *h, uint64_t epoch, const char *pool, const char *
                     cl_err_t *err);
 int cl_host_define(cl_host_t *h, uint64_t epoch, const char *name, const char *xml, cl_err_t *err);
 int cl_host_start(cl_host_t *h, uint64_t epoch, const char *name, cl_err_t *err);
+int cl_host_destroy(cl_host_t *h, uint64_t epoch, const char *name, cl_err_t *err);
 void cl_host_shutdown_request(cl_host_t *h, uint64_t epoch, const char *name);
 int cl_host_remove(cl_host_t *h, uint64_t epoch, const char *name, unsigned grace_ms,
                    cl_err_t *err);

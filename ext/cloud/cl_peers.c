@@ -39,8 +39,12 @@ typedef struct peer_cloud {
     cl_spec_t *spec;    /* owned: the hypervisor for served operations, the pool */
     unsigned char *key; /* owned, wiped on free */
     size_t keylen;
-    cl_host_t *local; /* this host's hypervisor for served operations (lazily made) */
-    int acting;       /* as last told by the election */
+    cl_host_t *local;               /* this host's hypervisor for served operations (lazily made) */
+    int acting;                     /* as last told by the election */
+    int joined;                     /* taking part in its election (not left) */
+    uint64_t joined_ms, contact_ms; /* when joined; when last acting or following a leader */
+    int fenced;                     /* fenced itself since it last had contact */
+    uint64_t alive_mask;            /* the members heard lately, as of the last tick */
 } peer_cloud_t;
 
 struct cl_peers {
@@ -58,6 +62,9 @@ struct cl_peers {
     cl_bully_config_t timers; /* election timers (persist fields unused) */
     cl_peers_control_fn control;
     void *control_ud;
+    uint64_t fence_ms;       /* self-fencing after this long without the leader */
+    cl_peers_watch_fn watch; /* a member's liveness changed, or a leader started acting */
+    void *watch_ud;
 };
 
 /* ========================================================================================== */
@@ -229,8 +236,11 @@ static void on_change(void *ud, const char *cloud, const char *leader, uint64_t 
             free(arg);
         }
     }
-    if (c)
+    if (c) {
+        if (acting && !c->acting && p->watch)
+            p->watch(p->watch_ud, cloud, "acting");
         c->acting = acting;
+    }
     (void)leader;
 }
 
@@ -524,12 +534,147 @@ static cl_host_t *hook_remote(void *ud, const cl_spec_t *spec, const char *host,
     return h;
 }
 
+/* Ms since the election heard host (in spec's cloud), or since this daemon joined. */
+static uint64_t hook_silent_ms(void *ud, const cl_spec_t *spec, const char *host)
+{
+    cl_peers_t *p = ud;
+    json_object *st, *members, *v;
+    peer_cloud_t *c;
+    uint64_t since_join = UINT64_MAX, silent = UINT64_MAX;
+    size_t i;
+
+    pthread_mutex_lock(&p->lock);
+    c = find(p, spec->name);
+    if (c && c->joined_ms)
+        since_join = cl_time_now_ms() - c->joined_ms;
+    st = cl_elect_status_json(p->elect, spec->name);
+    pthread_mutex_unlock(&p->lock);
+    if (st && json_object_object_get_ex(st, "members", &members))
+        for (i = 0; i < json_object_array_length(members); i++) {
+            json_object *mb = json_object_array_get_idx(members, i);
+            if (!json_object_object_get_ex(mb, "host", &v) ||
+                strcmp(json_object_get_string(v), host) != 0)
+                continue;
+            if (json_object_object_get_ex(mb, "self", &v) && json_object_get_boolean(v))
+                silent = 0;
+            else if (json_object_object_get_ex(mb, "last_heard_ms_ago", &v) && v)
+                silent = (uint64_t)json_object_get_int64(v);
+        }
+    json_object_put(st);
+    return silent < since_join ? silent : since_join;
+}
+
 void cl_peers_hooks(cl_peers_t *p, cl_engine_peers_t *out)
 {
     memset(out, 0, sizeof(*out));
     out->ud = p;
     out->lead = hook_lead;
     out->remote = hook_remote;
+    out->silent_ms = hook_silent_ms;
+    out->fence_ms = p->fence_ms;
+}
+
+void cl_peers_set_fence_ms(cl_peers_t *p, uint64_t ms)
+{
+    p->fence_ms = ms ? ms : CL_FENCE_SELF_MS;
+}
+
+void cl_peers_set_watch(cl_peers_t *p, cl_peers_watch_fn fn, void *ud)
+{
+    p->watch = fn;
+    p->watch_ud = ud;
+}
+
+/*
+ * The members heard within hb_timeout of the election's status, as a bit mask by priority,
+ * and when this daemon last had its cloud's leader: now when it acts; for a follower, when it
+ * last heard the leader (not when it noticed the silence: fencing counts from the last word).
+ */
+static uint64_t alive_mask(json_object *st, uint64_t now, uint64_t *contact_ms)
+{
+    json_object *members, *v, *lv;
+    uint64_t mask = 0;
+    size_t i;
+    int follower = json_object_object_get_ex(st, "leader", &lv) && lv &&
+                   json_object_object_get_ex(st, "state", &v) &&
+                   strcmp(json_object_get_string(v), "follower") == 0;
+
+    *contact_ms = 0;
+    if (json_object_object_get_ex(st, "acting", &v) && json_object_get_boolean(v))
+        *contact_ms = now;
+    if (json_object_object_get_ex(st, "members", &members))
+        for (i = 0; i < json_object_array_length(members) && i < 64; i++) {
+            json_object *mb = json_object_array_get_idx(members, i);
+            if ((json_object_object_get_ex(mb, "alive", &v) && json_object_get_boolean(v)) ||
+                (json_object_object_get_ex(mb, "self", &v) && json_object_get_boolean(v)))
+                mask |= UINT64_C(1) << i;
+            if (follower && !*contact_ms && json_object_object_get_ex(mb, "host", &v) &&
+                strcmp(json_object_get_string(v), json_object_get_string(lv)) == 0 &&
+                json_object_object_get_ex(mb, "last_heard_ms_ago", &v) && v) {
+                uint64_t ago = (uint64_t)json_object_get_int64(v);
+                *contact_ms = ago < now ? now - ago : 1;
+            }
+        }
+    return mask;
+}
+
+void cl_peers_tick(cl_peers_t *p)
+{
+    char(*fence)[CL_NAME_MAX + 1] = NULL, (*changed)[CL_NAME_MAX + 1] = NULL;
+    char **uris = NULL;
+    size_t nf = 0, nc = 0, i;
+    uint64_t now = cl_time_now_ms();
+
+    pthread_mutex_lock(&p->lock);
+    fence = calloc(p->nclouds + 1, sizeof(*fence));
+    changed = calloc(p->nclouds + 1, sizeof(*changed));
+    uris = calloc(p->nclouds + 1, sizeof(*uris));
+    for (i = 0; fence && changed && uris && i < p->nclouds; i++) {
+        peer_cloud_t *c = &p->clouds[i];
+        json_object *st;
+        uint64_t mask, contact = 0;
+        if (!c->joined)
+            continue;
+        st = cl_elect_status_json(p->elect, c->name);
+        if (!st)
+            continue;
+        mask = alive_mask(st, now, &contact);
+        json_object_put(st);
+        if (contact > c->contact_ms) {
+            c->contact_ms = contact;
+            c->fenced = 0;
+        }
+        if (!c->fenced && now - c->contact_ms >= p->fence_ms) {
+            c->fenced = 1;
+            uris[nf] = cl_spec_uri_for(c->spec->hypervisor, p->address);
+            snprintf(fence[nf++], sizeof(*fence), "%s", c->name);
+        }
+        if (mask != c->alive_mask && c->acting)
+            snprintf(changed[nc++], sizeof(*changed), "%s", c->name);
+        c->alive_mask = mask;
+    }
+    pthread_mutex_unlock(&p->lock);
+    /* outside the lock: the election goes on while the domains are stopped */
+    for (i = 0; i < nf; i++) {
+        cl_err_t err;
+        int n;
+        cl_err_clear(&err);
+        if (!p->engine || !uris[i])
+            continue;
+        cl_log(CL_LOG_WARN, "-contact",
+               "cloud=%s no leader for %llu ms: fencing this host (its copies are stopped)",
+               fence[i], (unsigned long long)p->fence_ms);
+        n = cl_engine_self_fence(p->engine, fence[i], uris[i], &err);
+        if (n < 0)
+            cl_log(CL_LOG_ERR, "-fence", "cloud=%s %s", fence[i], err.msg);
+    }
+    for (i = 0; p->watch && i < nc; i++)
+        p->watch(p->watch_ud, changed[i], "member liveness changed");
+    for (i = 0; uris && i < nf; i++)
+        free(uris[i]);
+    free(uris);
+    free(fence);
+    free(changed);
 }
 
 void cl_peers_set_engine(cl_peers_t *p, cl_engine_t *e)
@@ -598,6 +743,7 @@ cl_peers_t *cl_peers_new(const char *address, unsigned port, const char *state_d
     }
     p->tcp_fd = -1;
     p->udp_watch = p->tcp_watch = p->timer = -1;
+    p->fence_ms = CL_FENCE_SELF_MS;
     pthread_mutex_init(&p->lock, NULL);
     cl_bully_config_default(&p->timers);
     p->address = strdup(address);
@@ -726,6 +872,11 @@ int cl_peers_join(cl_peers_t *p, const cl_spec_t *spec, cl_err_t *err)
     c->keylen = c->key ? keylen : 0;
     cl_host_free(c->local); /* the hypervisor may have changed */
     c->local = NULL;
+    if (!c->joined) {
+        c->joined = 1;
+        c->joined_ms = c->contact_ms = cl_time_now_ms();
+        c->fenced = 0;
+    }
     rearm(p);
     pthread_mutex_unlock(&p->lock);
     /* A member keeps the spec: if it is elected later, it adopts the cloud from it. */
@@ -761,6 +912,11 @@ void cl_peers_leave(cl_peers_t *p, const char *cloud)
      * key stay in memory), so that a leader tearing it down still reaches this host.
      */
     cl_elect_leave(p->elect, cloud);
+    {
+        peer_cloud_t *c = find(p, cloud);
+        if (c)
+            c->joined = 0;
+    }
     rearm(p);
     pthread_mutex_unlock(&p->lock);
 }

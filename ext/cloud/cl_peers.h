@@ -57,6 +57,18 @@ void cl_peers_set_control(cl_peers_t *p, cl_peers_control_fn fn, void *ud);
  */
 int cl_peers_forward(cl_peers_t *p, const cl_spec_t *spec, json_object *req, json_object **answer,
                      json_object **events, cl_err_t *err);
+/*
+ * Self-healing (issue 5).  fence_ms: a member that has neither acted nor followed a leader of
+ * a cloud for this long stops its copies of the cloud's domains (0: CL_FENCE_SELF_MS; the same
+ * on every pool host: the leader waits fence_ms + CL_FENCE_MARGIN_MS before re-placing a silent
+ * host's slots).  Set it before cl_peers_hooks.
+ */
+void cl_peers_set_fence_ms(cl_peers_t *p, uint64_t ms);
+/* Told (from the event loop) when a cloud this daemon acts on needs a look, and why. */
+typedef void (*cl_peers_watch_fn)(void *ud, const char *cloud, const char *why);
+void cl_peers_set_watch(cl_peers_t *p, cl_peers_watch_fn fn, void *ud);
+/* Every CL_MONITOR_TICK_MS, from the event loop: self-fencing, members' liveness changes. */
+void cl_peers_tick(cl_peers_t *p);
 /* The election's view of cloud (NULL: the daemon's), for status documents; caller puts. */
 json_object *cl_peers_status(cl_peers_t *p, const char *cloud);
 

@@ -41,24 +41,27 @@ int cl_place_compute(const cl_place_host_t *hosts, size_t nhosts, cl_place_slot_
     for (i = 0; i < nslots; i++) {
         long best = -1;
         size_t best_same = 0, same;
+        int pass;
 
         if (slots[i].host >= 0)
             continue;
-        for (h = 0; h < nhosts; h++) {
-            if (!hosts[h].alive)
-                continue;
-            if (hosts[h].free_kib && left[h] < slots[i].mem_kib)
-                continue;
-            same = 0;
-            for (j = 0; j < nslots; j++)
-                if (slots[j].host == (int)h && strcmp(slots[j].role, slots[i].role) == 0)
-                    same++;
-            if (best < 0 || same < best_same ||
-                (same == best_same && count[h] < count[(size_t)best])) {
-                best = (long)h;
-                best_same = same;
+        /* a slot leaving a host goes elsewhere if it fits anywhere else (second pass: anywhere) */
+        for (pass = slots[i].not_on ? 0 : 1; pass < 2 && best < 0; pass++)
+            for (h = 0; h < nhosts; h++) {
+                if (!hosts[h].alive || (pass == 0 && (int)h == slots[i].not_on - 1))
+                    continue;
+                if (hosts[h].free_kib && left[h] < slots[i].mem_kib)
+                    continue;
+                same = 0;
+                for (j = 0; j < nslots; j++)
+                    if (slots[j].host == (int)h && strcmp(slots[j].role, slots[i].role) == 0)
+                        same++;
+                if (best < 0 || same < best_same ||
+                    (same == best_same && count[h] < count[(size_t)best])) {
+                    best = (long)h;
+                    best_same = same;
+                }
             }
-        }
         if (best < 0) {
             cl_err_set(err, CL_ERR_SPEC, 0, NULL, "place slots",
                        "%s needs %lu KiB and no live pool host has that much free memory",

@@ -21,7 +21,8 @@ typedef struct cl_place_slot {
     const char *name;
     const char *role; /* first role: spread key */
     unsigned long mem_kib;
-    int host; /* in: current live host index or -1; out: chosen host */
+    int host;   /* in: current live host index or -1; out: chosen host */
+    int not_on; /* 1 + the index of a host not to choose if another fits (0: none) */
 } cl_place_slot_t;
 
 /* Place every slot whose host is -1.  Returns 0, or -1 with err naming the slot that fits nowhere.

@@ -35,6 +35,7 @@ static const char *const op_names[CL_RPC_OP_COUNT] = {
     [CL_RPC_REMOVE] = "remove",
     [CL_RPC_VOL_DELETE] = "vol_delete",
     [CL_RPC_VOL_DELETE_BY_NAME] = "vol_delete_by_name",
+    [CL_RPC_DESTROY] = "destroy",
     [CL_RPC_LEADER] = "leader",
     [CL_RPC_CONTROL] = "control",
 };
@@ -74,7 +75,7 @@ int cl_rpc_op_from_name(const char *name)
 
 int cl_rpc_op_mutates(int op)
 {
-    return op >= CL_RPC_POOL_ENSURE && op <= CL_RPC_VOL_DELETE_BY_NAME;
+    return op >= CL_RPC_POOL_ENSURE && op <= CL_RPC_DESTROY;
 }
 
 int cl_rpc_op_admin(int op)

@@ -41,6 +41,7 @@ typedef enum cl_rpc_op {
     CL_RPC_REMOVE,             /* {name, grace_ms} -> {} */
     CL_RPC_VOL_DELETE,         /* {pool (optional), path} -> {} */
     CL_RPC_VOL_DELETE_BY_NAME, /* {pool, vol} -> {} */
+    CL_RPC_DESTROY,            /* {name} -> {} (stopped at once, kept defined) */
     /*
      * Cloud-level requests, also from machines outside the pool ("clients": any sender name,
      * one shared replay window), answered by the daemon's admin function, not by a cl_host:

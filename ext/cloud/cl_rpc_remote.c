@@ -567,6 +567,16 @@ static int remote_start(cl_host_t *h, uint64_t epoch, const char *name, cl_err_t
     return call0(h, CL_RPC_START, epoch, args_of("name", name, NULL, NULL), what, r->reply_ms, err);
 }
 
+static int remote_destroy(cl_host_t *h, uint64_t epoch, const char *name, cl_err_t *err)
+{
+    remote_t *r = cl_host_impl(h);
+    char what[CL_RPC_NAME_MAX + 32];
+
+    snprintf(what, sizeof(what), "destroy %s", name);
+    return call0(h, CL_RPC_DESTROY, epoch, args_of("name", name, NULL, NULL), what, r->reply_ms,
+                 err);
+}
+
 /* Returns at once on the host; a failure to deliver it is logged, as the table has no error. */
 static void remote_shutdown_request(cl_host_t *h, uint64_t epoch, const char *name)
 {
@@ -647,6 +657,7 @@ static const cl_host_ops_t remote_ops = {
     .overlay = remote_overlay,
     .define = remote_define,
     .start = remote_start,
+    .destroy = remote_destroy,
     .shutdown_request = remote_shutdown_request,
     .remove = remote_remove,
     .vol_delete = remote_vol_delete,

@@ -446,6 +446,7 @@ static int op_args(json_object *a, request_t *rq)
         /* fall through - and a name */
     case CL_RPC_STATE:
     case CL_RPC_START:
+    case CL_RPC_DESTROY:
     case CL_RPC_SHUTDOWN_REQUEST: return str_field(a, "name", 1, 1, CL_RPC_NAME_MAX, &rq->name);
     case CL_RPC_REMOVE:
         if ((r = str_field(a, "name", 1, 1, CL_RPC_NAME_MAX, &rq->name)) ||
@@ -640,6 +641,7 @@ static json_object *execute(const request_t *rq, cl_host_t *local, cl_err_t *err
         break;
     case CL_RPC_DEFINE: rc = cl_host_define(local, rq->epoch, rq->name, rq->xml, err); break;
     case CL_RPC_START: rc = cl_host_start(local, rq->epoch, rq->name, err); break;
+    case CL_RPC_DESTROY: rc = cl_host_destroy(local, rq->epoch, rq->name, err); break;
     case CL_RPC_SHUTDOWN_REQUEST: cl_host_shutdown_request(local, rq->epoch, rq->name); break;
     case CL_RPC_REMOVE: rc = cl_host_remove(local, rq->epoch, rq->name, rq->grace_ms, err); break;
     case CL_RPC_VOL_DELETE:

@@ -13,10 +13,11 @@
 #include "cl_host.h"
 #include "cl_virt.h"
 
-/* The cached connection for uri, (re)opened if needed; owned by the engine's cache. */
-cl_virt_t *cl_engine_conn(cl_engine_t *e, const char *uri, const char *host, cl_err_t *err);
 /* The remote host (through the peers' hook) for a pool host of an elected cloud. */
 cl_host_t *cl_engine_remote(cl_engine_t *e, const cl_spec_t *spec, const char *host, cl_err_t *err);
+
+/* Ms since the election last heard host (see cl_engine_peers_t.silent_ms); 0 without one. */
+uint64_t cl_engine_silent_ms(cl_engine_t *e, const cl_spec_t *spec, const char *host);
 
 typedef struct host_view {
     const char *name;
@@ -40,9 +41,13 @@ typedef struct run {
     json_object *changes; /* array */
     int changed;
     unsigned long epoch;
+    const cl_engine_gate_t *gate; /* a repair run's policy (NULL: everything now) */
+    json_object *placed;          /* the state's placement, slot -> host (borrowed; may be NULL) */
+    json_object *held;            /* slots left for later: [{slot, host, why, retry_at_ms}] */
 } cl_run_t;
 
-enum cl_slot_action { CL_ACT_NONE, CL_ACT_START, CL_ACT_CREATE, CL_ACT_RECREATE };
+/* CL_ACT_MOVE: remove the slot's domain where it is, create it on another host. */
+enum cl_slot_action { CL_ACT_NONE, CL_ACT_START, CL_ACT_CREATE, CL_ACT_RECREATE, CL_ACT_MOVE };
 
 extern const char *const cl_act_names[];
 
@@ -52,7 +57,9 @@ typedef struct slot_plan {
     int host;    /* where it runs / will run */
     enum cl_slot_action act;
     char config[20];
-    int rank; /* dependency rank: earliest role */
+    int rank;    /* dependency rank: earliest role */
+    int from;    /* CL_ACT_MOVE: the host it leaves */
+    int failing; /* 0, CL_FAIL_DOMAIN or CL_FAIL_HOST: why it needs a repair */
 } cl_slot_plan_t;
 
 typedef struct extra {

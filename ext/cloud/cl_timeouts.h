@@ -43,5 +43,14 @@
 #define CL_GUEST_STOP_MS 20000           /* connecting for, and running, a stop step */
 #define CL_GUEST_CHECK_RETRY_MS 200      /* first pause between checks... */
 #define CL_GUEST_CHECK_RETRY_MAX_MS 5000 /* ...doubling up to this */
+#define CL_GUEST_RESTART_STEP_MS 60000   /* a start step run again by a service repair */
+#define CL_GUEST_PROBE_MS 3000           /* after a check timed out: is its session alive? */
+
+/* Self-healing (cl_monitor, doc/MONITOR.md). */
+#define CL_FENCE_SELF_MS 1000      /* a member without its cloud's leader this long fences itself */
+#define CL_FENCE_MARGIN_MS 800     /* the leader waits fence_ms + this before re-placing a host's */
+#define CL_MONITOR_SWEEP_MS 5000   /* the periodic sweep of every cloud a daemon acts on */
+#define CL_MONITOR_STABLE_MS 10000 /* a repaired domain running this long is healthy again */
+#define CL_MONITOR_TICK_MS 100     /* self-fencing and host-liveness checks */
 
 #endif

@@ -408,10 +408,47 @@ int cl_virt_start(cl_virt_t *v, const char *name, cl_err_t *err)
         rc = 0;
         goto cleanup;
     }
+    /* logged (and flushed) before: the domain cannot run before this line's time */
+    cl_log(CL_LOG_INFO, "+vm-run", "dom=%s uri=%s", name, v->uri);
+    cl_log_flush();
     if (virDomainCreate(d) < 0) {
         virt_fail(v, err, "start %s", name);
+        cl_log(CL_LOG_INFO, "-vm-run", "dom=%s why=start-failed", name);
         goto cleanup;
     }
+    rc = 0;
+
+cleanup:
+    virDomainFree(d);
+    return rc;
+}
+
+int cl_virt_destroy(cl_virt_t *v, const char *name, const char *why, cl_err_t *err)
+{
+    virDomainPtr d = virDomainLookupByName(v->conn, name);
+    int rc = -1;
+
+    if (!d) {
+        if (last_code() == VIR_ERR_NO_DOMAIN) {
+            virResetLastError();
+            return 0;
+        }
+        return virt_fail(v, err, "look up %s", name);
+    }
+    if (virDomainIsActive(d) == 1) {
+        /*
+         * Logged before: a repair may start it again before virDomainDestroy returns here, and
+         * the lines of one domain must stay in order.
+         */
+        cl_log(CL_LOG_INFO, "-vm-run", "dom=%s why=%s", name, why);
+        cl_log_flush();
+        if (virDomainDestroy(d) < 0 && virDomainIsActive(d) == 1) {
+            virt_fail(v, err, "destroy %s", name);
+            cl_log(CL_LOG_INFO, "+vm-run", "dom=%s why=destroy-failed", name);
+            goto cleanup;
+        }
+    }
+    virResetLastError();
     rc = 0;
 
 cleanup:
@@ -479,6 +516,8 @@ int cl_virt_remove(cl_virt_t *v, const char *name, unsigned grace_ms, cl_err_t *
             virt_fail(v, err, "destroy %s", name);
             goto cleanup;
         }
+        cl_log(CL_LOG_INFO, "-vm-run", "dom=%s why=remove", name);
+        cl_log_flush();
     }
     if (virDomainUndefineFlags(d, flags) < 0) {
         virResetLastError();
@@ -689,4 +728,77 @@ int cl_virt_vol_delete_by_name(cl_virt_t *v, const char *pool, const char *vol, 
     }
     virStoragePoolFree(p);
     return rc;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Lifecycle events                                                                           */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef struct watch {
+    cl_virt_t *v;
+    cl_virt_event_fn fn;
+    void *ud;
+} watch_t;
+
+static int on_lifecycle(virConnectPtr conn, virDomainPtr dom, int event, int detail, void *opaque)
+{
+    watch_t *w = opaque;
+    char *meta;
+    cl_dom_t d;
+    int kind;
+
+    (void)conn;
+    switch (event) {
+    case VIR_DOMAIN_EVENT_STOPPED:
+        kind = detail == VIR_DOMAIN_EVENT_STOPPED_CRASHED ? CL_VIRT_EV_CRASHED : CL_VIRT_EV_STOPPED;
+        break;
+    case VIR_DOMAIN_EVENT_CRASHED: kind = CL_VIRT_EV_CRASHED; break;
+    case VIR_DOMAIN_EVENT_UNDEFINED: kind = CL_VIRT_EV_UNDEFINED; break;
+    case VIR_DOMAIN_EVENT_STARTED: kind = CL_VIRT_EV_STARTED; break;
+    default: return 0;
+    }
+    memset(&d, 0, sizeof(d));
+    meta = virDomainGetMetadata(dom, VIR_DOMAIN_METADATA_ELEMENT, CL_META_URI, 0);
+    if (!meta) {
+        virResetLastError(); /* not ours, or already undefined: the sweep sees the rest */
+        if (kind != CL_VIRT_EV_UNDEFINED)
+            return 0;
+    } else if (cl_virt_parse_owner(meta, &d) != 0) {
+        free(meta);
+        return 0;
+    }
+    free(meta);
+    snprintf(d.name, sizeof(d.name), "%s", virDomainGetName(dom));
+    w->fn(w->ud, w->v, &d, kind);
+    return 0;
+}
+
+static void watch_free(void *opaque)
+{
+    free(opaque);
+}
+
+int cl_virt_watch(cl_virt_t *v, cl_virt_event_fn fn, void *ud, cl_err_t *err)
+{
+    watch_t *w = calloc(1, sizeof(*w));
+    int id;
+
+    if (!w)
+        return cl_err_set(err, CL_ERR_SYS, 0, v->host, "watch domains", "out of memory");
+    w->v = v;
+    w->fn = fn;
+    w->ud = ud;
+    id = virConnectDomainEventRegisterAny(v->conn, NULL, VIR_DOMAIN_EVENT_ID_LIFECYCLE,
+                                          VIR_DOMAIN_EVENT_CALLBACK(on_lifecycle), w, watch_free);
+    if (id < 0) {
+        free(w);
+        return virt_fail(v, err, "watch domains");
+    }
+    return id;
+}
+
+void cl_virt_unwatch(cl_virt_t *v, int id)
+{
+    if (id >= 0 && virConnectDomainEventDeregisterAny(v->conn, id) < 0)
+        virResetLastError();
 }

@@ -74,6 +74,11 @@ void cl_virt_shutdown_request(cl_virt_t *v, const char *name);
  * grace_ms is 0), undefine.
  */
 int cl_virt_remove(cl_virt_t *v, const char *name, unsigned grace_ms, cl_err_t *err);
+/*
+ * Stop a domain at once (kept defined, its disk kept): a restart of the domain, a self-fence,
+ * an injected fault.  why goes into the "-vm-run" log line.  A missing domain is no error.
+ */
+int cl_virt_destroy(cl_virt_t *v, const char *name, const char *why, cl_err_t *err);
 /* State of a domain by name (CL_DOM_MISSING if none). */
 int cl_virt_state(cl_virt_t *v, const char *name, cl_err_t *err);
 /* Make sure the storage pool exists and runs (a dir pool at path, created if missing). */
@@ -90,6 +95,16 @@ int cl_virt_vol_delete_by_name(cl_virt_t *v, const char *pool, const char *vol, 
 int cl_virt_vol_delete(cl_virt_t *v, const char *pool, const char *path, cl_err_t *err);
 /* Free memory of the host in KiB (0 if unknown). */
 unsigned long cl_virt_free_kib(cl_virt_t *v);
+
+/*
+ * Lifecycle events of the cloud domains of a connection, delivered by libvirt's event loop
+ * (its default implementation must be registered and run).  d has the ownership fields and the
+ * name (an undefined domain: the name only).  Returns a watch id for cl_virt_unwatch, or -1.
+ */
+enum { CL_VIRT_EV_STARTED, CL_VIRT_EV_STOPPED, CL_VIRT_EV_CRASHED, CL_VIRT_EV_UNDEFINED };
+typedef void (*cl_virt_event_fn)(void *ud, cl_virt_t *v, const cl_dom_t *d, int event);
+int cl_virt_watch(cl_virt_t *v, cl_virt_event_fn fn, void *ud, cl_err_t *err);
+void cl_virt_unwatch(cl_virt_t *v, int id);
 
 void cl_dom_list_free(cl_dom_list_t *l);
 int cl_idset_add(cl_idset_t *s, const char *id);

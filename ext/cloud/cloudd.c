@@ -28,6 +28,7 @@
 #include "cl_engine.h"
 #include "cl_err.h"
 #include "cl_log.h"
+#include "cl_monitor.h"
 #include "cl_net.h"
 #include "cl_peers.h"
 #include "cl_spec.h"
@@ -54,10 +55,16 @@ static struct {
     unsigned peer_port;
     cl_bully_config_t timers; /* zeros: the defaults of cl_timeouts.h */
     cl_addrs_t addresses;
+    unsigned fence_ms; /* 0: CL_FENCE_SELF_MS */
+    unsigned sweep_ms; /* 0: CL_MONITOR_SWEEP_MS */
+    int no_sweep;      /* events and pokes only */
+    int no_monitor;    /* no self-healing at all (Puppet and cloudctl monitor only) */
+    int allow_faults;  /* the "fault" op: chaos tests on the embedded hypervisor */
 } opt;
 
 static cl_engine_t *engine;
-static cl_peers_t *peers; /* NULL: no peer identity (--address), single-host clouds only */
+static cl_monitor_t *monitor; /* NULL: --no-monitor */
+static cl_peers_t *peers;     /* NULL: no peer identity (--address), single-host clouds only */
 static int listen_fd = -1;
 static int wake_pipe[2] = {-1, -1};
 static atomic_int quit_flag;
@@ -282,6 +289,91 @@ static int check_leader(const cl_spec_t *spec, cl_err_t *err)
     return 0;
 }
 
+/*
+ * The cloud domains on this host's own hypervisors (the URIs of the clouds known here, for this
+ * host): {"domains": [{name, cloud, slot, state, epoch, uri}]}.  With fault_slot: that slot's
+ * domain of cloud is destroyed first, behind the engine's back (the chaos tests' fault).
+ */
+static json_object *local_domains(const char *cloud, const char *fault_slot, cl_err_t *err)
+{
+    char **names = NULL, **uris = NULL;
+    size_t n = 0, nu = 0, i, k;
+    json_object *res = NULL, *arr = json_object_new_array();
+    int faulted = 0;
+
+    if (cl_state_list(opt.state_dir, &names, &n, err) < 0)
+        goto cleanup;
+    uris = calloc(n + 1, sizeof(*uris));
+    for (i = 0; uris && i < n; i++) {
+        json_object *state = NULL, *v;
+        cl_spec_t *spec = NULL;
+        cl_err_t e2;
+        size_t j;
+        if (cl_state_load(opt.state_dir, names[i], &state, &e2) > 0 &&
+            json_object_object_get_ex(state, "spec", &v) && cl_spec_parse(v, &spec, &e2) == 0)
+            for (j = 0; j < spec->npool; j++)
+                if (cl_net_is_self(cl_engine_self(engine), spec->pool[j])) {
+                    char *u = cl_spec_uri_for(spec->hypervisor, spec->pool[j]);
+                    for (k = 0; u && k < nu; k++)
+                        if (strcmp(uris[k], u) == 0) {
+                            free(u);
+                            u = NULL;
+                        }
+                    if (u)
+                        uris[nu++] = u;
+                    break;
+                }
+        cl_spec_free(spec);
+        json_object_put(state);
+    }
+    for (k = 0; k < nu; k++) {
+        cl_virt_t *vt = cl_engine_conn(engine, uris[k], "self", err);
+        cl_dom_list_t doms = {0};
+        if (!vt || cl_virt_scan(vt, NULL, &doms, NULL, err) < 0)
+            goto cleanup;
+        for (i = 0; i < doms.n; i++) {
+            json_object *o;
+            if (fault_slot && strcmp(doms.v[i].cloud, cloud) == 0 &&
+                strcmp(doms.v[i].slot, fault_slot) == 0 && doms.v[i].state == CL_DOM_RUNNING) {
+                if (cl_virt_destroy(vt, doms.v[i].name, "fault", err) < 0) {
+                    cl_dom_list_free(&doms);
+                    goto cleanup;
+                }
+                faulted++;
+                doms.v[i].state = CL_DOM_SHUTOFF;
+            }
+            o = json_object_new_object();
+            json_object_object_add(o, "name", json_object_new_string(doms.v[i].name));
+            json_object_object_add(o, "cloud", json_object_new_string(doms.v[i].cloud));
+            json_object_object_add(o, "slot", json_object_new_string(doms.v[i].slot));
+            json_object_object_add(o, "state",
+                                   json_object_new_string(cl_dom_state_name(doms.v[i].state)));
+            json_object_object_add(o, "epoch", json_object_new_int64((int64_t)doms.v[i].epoch));
+            json_object_object_add(o, "uri", json_object_new_string(uris[k]));
+            json_object_array_add(arr, o);
+        }
+        cl_dom_list_free(&doms);
+    }
+    if (fault_slot && !faulted) {
+        cl_err_set(err, CL_ERR_STATE, 0, NULL, "fault",
+                   "no running domain of slot %s of cloud %s on this host", fault_slot, cloud);
+        goto cleanup;
+    }
+    res = json_object_new_object();
+    json_object_object_add(res, "domains", arr);
+    arr = NULL;
+    if (fault_slot)
+        json_object_object_add(res, "destroyed", json_object_new_int(faulted));
+
+cleanup:
+    json_object_put(arr);
+    for (k = 0; k < nu; k++)
+        free(uris[k]);
+    free(uris);
+    cl_state_names_free(names);
+    return res;
+}
+
 static json_object *dispatch(outbuf_t *out, json_object *req, int *stopped, cl_err_t *err)
 {
     const char *op = req_str(req, "op"), *name = req_str(req, "name");
@@ -337,6 +429,13 @@ static json_object *dispatch(outbuf_t *out, json_object *req, int *stopped, cl_e
         if (cl_engine_apply(engine, spec, plan || noop, plan ? NULL : on_progress, out, &res, err) <
             0)
             goto cleanup;
+        if (!plan && !noop && monitor) {
+            /* what the leader repaired since the last apply: for this run's report */
+            json_object *st = NULL;
+            if (json_object_object_get_ex(res, "status", &st))
+                cl_monitor_annotate(monitor, st);
+            cl_monitor_applied(monitor, spec->name);
+        }
     } else if (strcmp(op, "stop") == 0) {
         if (!name) {
             cl_err_set(err, CL_ERR_PROTO, 0, NULL, op, "no cloud name in the request");
@@ -372,6 +471,13 @@ static json_object *dispatch(outbuf_t *out, json_object *req, int *stopped, cl_e
     } else if (strcmp(op, "status") == 0) {
         if (cl_engine_status(engine, name, spec, &res, err) < 0)
             goto cleanup;
+        if (monitor) {
+            json_object *clouds = NULL;
+            size_t i;
+            json_object_object_get_ex(res, "clouds", &clouds);
+            for (i = 0; clouds && i < json_object_array_length(clouds); i++)
+                cl_monitor_annotate(monitor, json_object_array_get_idx(clouds, i));
+        }
         if (peers) {
             /* each cloud run by an election says how its election stands */
             json_object *clouds = NULL;
@@ -394,6 +500,37 @@ static json_object *dispatch(outbuf_t *out, json_object *req, int *stopped, cl_e
                     json_object_object_add(c, "election", el);
             }
         }
+    } else if (strcmp(op, "events") == 0) {
+        int64_t after = 0, limit = 0;
+        if (!name) {
+            cl_err_set(err, CL_ERR_PROTO, 0, NULL, op, "no cloud name in the request");
+            goto cleanup;
+        }
+        if (json_object_object_get_ex(req, "after", &v))
+            after = json_object_get_int64(v);
+        if (json_object_object_get_ex(req, "limit", &v))
+            limit = json_object_get_int64(v);
+        if (after < 0 || limit < 0) {
+            cl_err_set(err, CL_ERR_PROTO, 0, NULL, op, "after and limit must not be negative");
+            goto cleanup;
+        }
+        res = json_object_new_object();
+        json_object_object_add(res, "name", json_object_new_string(name));
+        json_object_object_add(
+            res, "events",
+            monitor ? cl_monitor_events(monitor, name, (uint64_t)after, (size_t)limit)
+                    : json_object_new_array());
+    } else if (strcmp(op, "fault") == 0 || strcmp(op, "domains") == 0) {
+        /* this host's own domains of every cloud; "fault": stop one behind the engine's back */
+        const char *slot = req_str(req, "slot");
+        if (strcmp(op, "fault") == 0 && (!opt.allow_faults || !slot || !name)) {
+            cl_err_set(err, CL_ERR_PROTO, 0, NULL, op,
+                       !opt.allow_faults ? "fault injection is off (cloudd --allow-faults)"
+                                         : "fault needs a cloud name and a slot");
+            goto cleanup;
+        }
+        if (!(res = local_domains(name, strcmp(op, "fault") == 0 ? slot : NULL, err)))
+            goto cleanup;
     } else if (strcmp(op, "monitor") == 0) {
         if (!name) {
             cl_err_set(err, CL_ERR_PROTO, 0, NULL, op, "no cloud name in the request");
@@ -593,6 +730,31 @@ static void on_idle_timer(int timer, void *ud)
     embedded_check();
 }
 
+/* Self-healing: the peers' fencing and liveness checks, on the loop. */
+static void on_tick(int timer, void *ud)
+{
+    if (peers)
+        cl_peers_tick(peers);
+}
+
+static void on_peers_watch(void *ud, const char *cloud, const char *why)
+{
+    cl_monitor_poke(monitor, cloud, NULL, why);
+}
+
+/* Every hypervisor connection the engine opens: its domain events go to the monitor. */
+static void on_conn(void *ud, cl_virt_t *v)
+{
+    cl_err_t err;
+
+    cl_err_clear(&err);
+    if (cl_virt_watch(v, cl_monitor_on_domain, monitor, &err) < 0)
+        cl_log(CL_LOG_WARN, "-watch", "uri=%s no domain events (the sweep still runs): %s",
+               cl_virt_uri(v), err.msg);
+    else
+        cl_log(CL_LOG_INFO, "+watch", "uri=%s domain events on", cl_virt_uri(v));
+}
+
 static void on_signal(int sig)
 {
     char c = 's';
@@ -701,13 +863,19 @@ static void usage(FILE *fp)
         "  --quorum-window-ms N\n"
         "                     election timers (defaults 50, 250, 60, 200, 250: see\n"
         "                     doc/ELECTION.md); the same on every pool host\n"
+        "  --fence-ms N       a member without its cloud's leader for N ms stops its copies\n"
+        "                     of the cloud's VMs (default %d; the same on every pool host)\n"
+        "  --sweep-ms N       the monitor's periodic sweep of every cloud (default %d)\n"
+        "  --no-sweep         domain events and liveness only (benchmarks)\n"
+        "  --no-monitor       no self-healing: repairs only by Puppet and cloudctl monitor\n"
+        "  --allow-faults     accept cloudctl fault (chaos tests)\n"
         "  --embedded         started by the provider: exit once no cloud is left\n"
         "  --idle-exit-ms N   embedded mode: exit after N ms with no cloud (default %d)\n"
         "  --daemonize        fork into the background once the socket is ready\n"
         "  --log FILE         log file (default: stderr; <state-dir>/cloudd.log when daemonized)\n"
         "  --pidfile FILE     write the daemon's PID there\n"
         "  --debug            verbose log\n",
-        CL_CTL_DEFAULT_SOCKET, CLOUDD_IDLE_EXIT_MS);
+        CL_CTL_DEFAULT_SOCKET, CL_FENCE_SELF_MS, CL_MONITOR_SWEEP_MS, CLOUDD_IDLE_EXIT_MS);
 }
 
 static int parse_args(int argc, char **argv)
@@ -727,6 +895,11 @@ static int parse_args(int argc, char **argv)
                                              {"answer-timeout-ms", required_argument, NULL, 1003},
                                              {"coord-timeout-ms", required_argument, NULL, 1004},
                                              {"quorum-window-ms", required_argument, NULL, 1005},
+                                             {"fence-ms", required_argument, NULL, 1006},
+                                             {"sweep-ms", required_argument, NULL, 1007},
+                                             {"no-sweep", no_argument, NULL, 1008},
+                                             {"no-monitor", no_argument, NULL, 1009},
+                                             {"allow-faults", no_argument, NULL, 1010},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
     int c;
@@ -763,6 +936,21 @@ static int parse_args(int argc, char **argv)
             *slot[c - 1001] = v;
             break;
         }
+        case 1006:
+        case 1007: {
+            char *end;
+            unsigned long v = strtoul(optarg, &end, 10);
+            if (*end || v < 10 || v > 3600000) {
+                fprintf(stderr, "cloudd: --%s: '%s' is not a number of ms (10..3600000)\n",
+                        c == 1006 ? "fence-ms" : "sweep-ms", optarg);
+                return -1;
+            }
+            *(c == 1006 ? &opt.fence_ms : &opt.sweep_ms) = (unsigned)v;
+            break;
+        }
+        case 1008: opt.no_sweep = 1; break;
+        case 1009: opt.no_monitor = 1; break;
+        case 1010: opt.allow_faults = 1; break;
         case 'P': {
             char *end;
             unsigned long v = strtoul(optarg, &end, 10);
@@ -805,7 +993,7 @@ int main(int argc, char **argv)
     cl_engine_peers_t peer_hooks;
     cl_err_t err;
     int ready_pipe[2] = {-1, -1};
-    int rc = 1, idle_timer = -1;
+    int rc = 1, idle_timer = -1, tick_timer = -1;
     char logbuf[PATH_MAX];
 
     cl_err_clear(&err);
@@ -880,6 +1068,7 @@ int main(int argc, char **argv)
         peers = cl_peers_new(opt.addresses.v[0], opt.peer_port, opt.state_dir, &err);
         if (peers) {
             cl_peers_set_timers(peers, &opt.timers);
+            cl_peers_set_fence_ms(peers, opt.fence_ms);
             cl_peers_hooks(peers, &peer_hooks);
             cl_peers_set_control(peers, peer_control, NULL);
             eo.peers = &peer_hooks;
@@ -899,6 +1088,19 @@ int main(int argc, char **argv)
             fprintf(stderr, "cloudd: %s\n", buf);
         goto out;
     }
+    if (!opt.no_monitor) {
+        cl_monitor_opts_t mo;
+        memset(&mo, 0, sizeof(mo));
+        mo.engine = engine;
+        mo.sweep_ms = opt.sweep_ms;
+        mo.no_sweep = opt.no_sweep;
+        monitor = cl_monitor_new(&mo, &err);
+        if (!monitor)
+            goto fail_start;
+        cl_engine_set_conn_hook(engine, on_conn, NULL);
+        if (peers)
+            cl_peers_set_watch(peers, on_peers_watch, NULL);
+    }
     if (pipe2(wake_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
         cl_log(CL_LOG_ERR, "-start", "pipe: %s", strerror(errno));
         goto out;
@@ -914,6 +1116,8 @@ int main(int argc, char **argv)
     atomic_store(&last_activity_ms, cl_time_now_ms());
     /* the housekeeping timer: buffered log lines out, embedded-mode exit check */
     idle_timer = virEventAddTimeout(CLOUDD_IDLE_CHECK_MS, on_idle_timer, NULL, NULL);
+    if (peers)
+        tick_timer = virEventAddTimeout(CL_MONITOR_TICK_MS, on_tick, NULL, NULL);
     if (opt.pid_path) {
         FILE *fp = fopen(opt.pid_path, "w");
         if (fp) {
@@ -952,6 +1156,8 @@ int main(int argc, char **argv)
 out:
     if (idle_timer >= 0)
         virEventRemoveTimeout(idle_timer);
+    if (tick_timer >= 0)
+        virEventRemoveTimeout(tick_timer);
     if (sock_ino)
         unlink_socket();
     if (opt.pid_path && rc == 0)
@@ -960,6 +1166,7 @@ out:
         close(ready_pipe[1]);
     /* the engine is left to the OS if requests are still running */
     if (atomic_load(&active) == 0) {
+        cl_monitor_free(monitor); /* before the engine it uses */
         cl_peers_free(peers);
         cl_engine_free(engine);
     }

@@ -10,7 +10,8 @@
  * no user is created.  Without the rights for a namespace sshd runs as is, only slower.
  * The test becomes a child subreaper, so what sshd leaves comes to it and is ended by PID; sshd
  * dies with the test (PR_SET_PDEATHSIG), and a janitor child removes the directory even when
- * the test is killed.
+ * the test is killed.  A test may also have sshd listen elsewhere (listen) and show one of its
+ * directories at a fixed path to sshd's sessions (fx_sshd_bind), inside the namespace only.
  */
 #ifndef SSHD_FIXTURE_H
 #define SSHD_FIXTURE_H
@@ -47,6 +48,9 @@ typedef struct fx_sshd {
     unsigned port;             /* a free loopback port, the same across restarts */
     pid_t pid, janitor;
     int use_ns, made_run_sshd;
+    /* optional (fx_sshd_bind): a directory of the test seen at a fixed path by sshd's sessions */
+    char bind_src[160], bind_dst[160], bind_parent[160];
+    const char *listen; /* optional: sshd's ListenAddress (NULL: FX_HOST) */
 } fx_sshd_t;
 
 static inline uint64_t fx_now_ms(void)
@@ -264,14 +268,45 @@ static inline void fx_start_janitor(fx_sshd_t *fx)
 
 /*
  * Enter a private mount namespace where root has /bin/sh and a clean home, and /run/sshd
- * exists.  In a forked child before exec (system calls only); 0 or -1.
+ * exists (and bind_src shows at bind_dst, if asked: a tmpfs on its parent when bind_dst does
+ * not exist).  In a forked child before exec (system calls only); 0 or -1.
  */
 static inline int fx_private_root(const fx_sshd_t *fx)
 {
+    struct stat st;
+
     if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
         mount(fx->passwd, "/etc/passwd", NULL, MS_BIND, NULL) < 0 ||
         mount("tmpfs", "/run", "tmpfs", 0, "mode=0755,size=1m") < 0 || mkdir("/run/sshd", 0755) < 0)
         return -1;
+    if (fx->bind_src[0] && stat(fx->bind_dst, &st) < 0 &&
+        (mount("tmpfs", fx->bind_parent, "tmpfs", 0, "mode=0755,size=1m") < 0 ||
+         mkdir(fx->bind_dst, 0755) < 0))
+        return -1;
+    if (fx->bind_src[0] && mount(fx->bind_src, fx->bind_dst, NULL, MS_BIND, NULL) < 0)
+        return -1;
+    return 0;
+}
+
+/*
+ * After fx_sshd_init, before fx_sshd_start: sshd's sessions see the test's directory src at the
+ * absolute path dst (code that writes to a fixed place in a guest).  Only in the private mount
+ * namespace: nothing outside the test changes.  0, or -1 if there is no namespace.
+ */
+static inline int fx_sshd_bind(fx_sshd_t *fx, const char *src, const char *dst)
+{
+    char *slash;
+
+    if (!fx->use_ns || dst[0] != '/')
+        return -1;
+    snprintf(fx->bind_src, sizeof(fx->bind_src), "%s", src);
+    snprintf(fx->bind_dst, sizeof(fx->bind_dst), "%s", dst);
+    snprintf(fx->bind_parent, sizeof(fx->bind_parent), "%s", dst);
+    slash = strrchr(fx->bind_parent, '/');
+    if (slash == fx->bind_parent)
+        slash[1] = '\0'; /* "/x": its parent is "/" */
+    else
+        *slash = '\0';
     return 0;
 }
 
@@ -352,7 +387,8 @@ static inline int fx_sshd_start(fx_sshd_t *fx, const char *const *hostkeys)
     size_t n;
     int logfd, nullfd, i;
 
-    n = (size_t)snprintf(text, sizeof(text), "ListenAddress " FX_HOST "\nPort %u\n", fx->port);
+    n = (size_t)snprintf(text, sizeof(text), "ListenAddress %s\nPort %u\n",
+                         fx->listen ? fx->listen : FX_HOST, fx->port);
     for (i = 0; hostkeys[i] && n < sizeof(text); i++)
         n += (size_t)snprintf(text + n, sizeof(text) - n, "HostKey %s\n", hostkeys[i]);
     if (n < sizeof(text))
