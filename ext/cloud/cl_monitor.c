@@ -52,13 +52,14 @@ typedef struct mcloud {
     size_t nslots;
     cl_events_t *events;
     int events_dirty;
-    int due;          /* poked: run as soon as the worker is free */
-    uint64_t next_at; /* monotonic: the next run (sweep or a held repair's time) */
-    int seen_running; /* this daemon saw it running while acting: repair it from nothing too */
-    int acting;       /* as of the last run */
-    uint64_t epoch;   /* as of the last run */
-    unsigned repairs; /* since the last apply (the Puppet report) */
-    int present;      /* still has a state file (sweep bookkeeping) */
+    int due;              /* poked: run as soon as the worker is free */
+    uint64_t next_at;     /* monotonic: the next run (sweep or a held repair's time) */
+    int seen_running;     /* this daemon saw it running while acting: repair it from nothing too */
+    int acting;           /* as of the last run */
+    uint64_t epoch;       /* as of the last run */
+    unsigned repairs;     /* since the last apply (the Puppet report) */
+    uint64_t applied_seq; /* the last event before that apply */
+    int present;          /* still has a state file (sweep bookkeeping) */
 } mcloud_t;
 
 struct cl_monitor {
@@ -768,6 +769,23 @@ void cl_monitor_annotate(cl_monitor_t *m, json_object *st)
             json_object_object_add(o, "last_failure", lf);
         }
     json_object_object_add(st, "repairs", json_object_new_int(c ? (int)c->repairs : 0));
+    {
+        /* what drifted and was repaired since the last apply, for the next Puppet run */
+        json_object *all = c && c->events ? cl_events_json(c->events, c->applied_seq, 0) : NULL,
+                    *out = json_object_new_array();
+        size_t n = all ? json_object_array_length(all) : 0;
+        for (i = n > 200 ? n - 200 : 0; i < n; i++) {
+            json_object *e = json_object_array_get_idx(all, i), *t;
+            const char *ty =
+                json_object_object_get_ex(e, "type", &t) ? json_object_get_string(t) : "";
+            if (strcmp(ty, "+repair") == 0 || strcmp(ty, "-failure") == 0 ||
+                strcmp(ty, "-flapping") == 0 || strcmp(ty, "-check") == 0 ||
+                strcmp(ty, "-repair") == 0)
+                json_object_array_add(out, json_object_get(e));
+        }
+        json_object_put(all);
+        json_object_object_add(st, "repaired", out);
+    }
     mon = json_object_new_object();
     json_object_object_add(mon, "watching", json_object_new_boolean(c && c->acting));
     json_object_object_add(mon, "sweep_ms", json_object_new_int64((int64_t)m->sweep_ms));
@@ -787,6 +805,12 @@ void cl_monitor_applied(cl_monitor_t *m, const char *cloud)
     pthread_mutex_lock(&m->lock);
     c = cloud_get(m, cloud);
     if (c) {
+        json_object *last = c->events ? cl_events_json(c->events, c->applied_seq, 0) : NULL;
+        size_t n = last ? json_object_array_length(last) : 0;
+        if (n)
+            c->applied_seq = (uint64_t)json_object_get_int64(
+                json_object_object_get(json_object_array_get_idx(last, n - 1), "seq"));
+        json_object_put(last);
         c->repairs = 0;
         c->seen_running = 1; /* converged by this daemon: from now on it is kept running */
         c->due = 1;

@@ -6,6 +6,7 @@
 # log, and turn `Cloud::Error`s into Puppet errors that name the host and the operation.
 # `::Cloud` is always written with its leading colons: inside PuppetX, `Cloud` is PuppetX::Cloud.
 
+require 'fileutils'
 require_relative 'spec'
 
 module PuppetX
@@ -84,6 +85,7 @@ module PuppetX
         running = resource.should(:ensure) == :running
         with_cloud do |cloud|
           status = cloud.status
+          report_repairs(status)
           plan = running ? cloud.plan : []
           state = PuppetX::Cloud::Provider.observed_state(status, plan, running ? spec['slots'] : nil)
           log_plan(running, state, plan, status) if resource.noop?
@@ -180,6 +182,34 @@ module PuppetX
         state = result.dig('status', 'state')
         return if wanted_state.nil? || state.nil? || state == wanted_state
         resource.warning("#{resource[:name]} is #{state}, not #{wanted_state}, after the start; the leader keeps repairing it")
+      end
+
+      # What drifted and what the leader's monitor did about it since the last apply (on the
+      # leader, which keeps the history): each event once, remembered by its time in
+      # <state dir>/reported/<name> (not in noop mode). Flapping slots are warnings.
+      def report_repairs(status)
+        events = status.is_a?(Hash) ? Array(status['repaired']) : []
+        return if events.empty?
+        marker = File.join(ENV.fetch('CLOUD_STATE_DIR', '/var/lib/cloud'), 'reported', resource[:name].to_s)
+        seen = File.exist?(marker) ? File.read(marker).to_i : 0
+        fresh = events.select { |e| e['time_ms'].to_i > seen }
+        return if fresh.empty?
+        fresh.each do |e|
+          at = Time.at(e['time_ms'].to_i / 1000.0).utc.strftime('%Y-%m-%dT%H:%M:%SZ')
+          where = e['host'] ? " on #{e['host']}" : ''
+          text = "#{e['slot'] || resource[:name]}#{where} at #{at} (epoch #{e['epoch']})"
+          case e['type']
+          when '+repair' then resource.notice("repaired by the leader: #{text}: #{e['text']}")
+          when '-flapping' then resource.warning("flapping, repairs paused: #{text}: #{e['text']}")
+          when '-repair' then resource.warning("repair failed: #{text}: #{e['text']}")
+          else resource.notice("drifted: #{text}: #{e['text']}")
+          end
+        end
+        return if resource.noop?
+        FileUtils.mkdir_p(File.dirname(marker), mode: 0o700)
+        File.write(marker, fresh.map { |e| e['time_ms'].to_i }.max.to_s)
+      rescue SystemCallError => e
+        resource.debug("could not remember the reported repairs: #{e.message}")
       end
 
       # noop: say what a run would do.

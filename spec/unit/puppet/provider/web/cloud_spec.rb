@@ -125,6 +125,50 @@ describe Puppet::Type.type(:web).provider(:cloud) do
       allow(cloud).to receive_messages(status: stopped_status, plan: [{ 'action' => 'create', 'slot' => 'myweb-server-0' }])
       expect(notices(capture_logs { provider.ensure })).to be_empty
     end
+
+    describe 'what the leader repaired since the last run' do
+      let(:repaired) do
+        [{ 'seq' => 4, 'time_ms' => 1_700_000_000_000, 'epoch' => 3, 'type' => '-failure', 'slot' => 'myweb-server-1',
+           'host' => '10.0.0.2', 'text' => 'its domain is not running' },
+         { 'seq' => 5, 'time_ms' => 1_700_000_000_004, 'epoch' => 3, 'type' => '+repair', 'slot' => 'myweb-server-1',
+           'host' => '10.0.0.2', 'text' => 'start' },
+         { 'seq' => 9, 'time_ms' => 1_700_000_060_000, 'epoch' => 3, 'type' => '-flapping', 'slot' => 'myweb-server-0',
+           'host' => '10.0.0.3', 'text' => 'too many failures in the window: repairs paused' }]
+      end
+      let(:state_dir) { Dir.mktmpdir('reported') }
+
+      around do |example|
+        old = ENV.fetch('CLOUD_STATE_DIR', nil)
+        ENV['CLOUD_STATE_DIR'] = state_dir
+        example.run
+      ensure
+        ENV['CLOUD_STATE_DIR'] = old
+        FileUtils.rm_rf(state_dir)
+      end
+
+      it 'reports each drift and repair once, with its slot, host and epoch; flapping as a warning' do
+        allow(cloud).to receive_messages(status: running_status.merge('repaired' => repaired), plan: [])
+        logs = capture_logs { provider.ensure }
+        expect(notices(logs)).to eq([
+          'drifted: myweb-server-1 on 10.0.0.2 at 2023-11-14T22:13:20Z (epoch 3): its domain is not running',
+          'repaired by the leader: myweb-server-1 on 10.0.0.2 at 2023-11-14T22:13:20Z (epoch 3): start',
+        ])
+        expect(logs.select { |l| l.level == :warning }.map(&:message))
+          .to eq(['flapping, repairs paused: myweb-server-0 on 10.0.0.3 at 2023-11-14T22:14:20Z (epoch 3): ' \
+                  'too many failures in the window: repairs paused'])
+        # the next run has nothing new to say
+        fresh = Puppet::Type.type(:web).new(web_attrs(provider: :cloud))
+        expect(capture_logs { fresh.provider.ensure }).to be_empty
+      end
+
+      it 'remembers nothing in noop mode' do
+        allow(cloud).to receive_messages(status: running_status.merge('repaired' => repaired), plan: [])
+        noop = Puppet::Type.type(:web).new(web_attrs(provider: :cloud, noop: true))
+        expect(notices(capture_logs { noop.provider.ensure }).size).to eq(2)
+        expect(notices(capture_logs { noop.provider.ensure }).size).to eq(2)
+        expect(File.exist?(File.join(state_dir, 'reported', 'myweb'))).to be(false)
+      end
+    end
   end
 
   describe 'ensure => running' do
