@@ -60,12 +60,16 @@ typedef struct mcloud {
     unsigned repairs;     /* since the last apply (the Puppet report) */
     uint64_t applied_seq; /* the last event before that apply */
     int present;          /* still has a state file (sweep bookkeeping) */
+    int fwd; /* a domain stopped here: the leader is told if this daemon does not act */
+    char fwd_slot[128];
 } mcloud_t;
 
 struct cl_monitor {
     cl_engine_t *engine;
     uint64_t sweep_ms;
     int no_sweep;
+    int (*forward)(void *ud, const char *cloud, const char *slot);
+    void *forward_ud;
     pthread_mutex_t lock; /* clouds and everything in them, stats */
     pthread_cond_t cond;
     pthread_t thread;
@@ -617,7 +621,17 @@ static void *worker(void *arg)
                 c->next_at = now + CL_MONITOR_RETRY_MS;
                 pthread_mutex_unlock(&m->lock);
             } else {
+                char slot[128] = "";
+                int fwd;
                 digest(m, c, res, now);
+                pthread_mutex_lock(&m->lock);
+                fwd = c->fwd && !c->acting;
+                c->fwd = 0;
+                snprintf(slot, sizeof(slot), "%s", c->fwd_slot);
+                pthread_mutex_unlock(&m->lock);
+                if (fwd && m->forward && m->forward(m->forward_ud, c->name, slot) == 0)
+                    cl_log(CL_LOG_INFO, "+forward", "cloud=%s slot=%s told the leader", c->name,
+                           slot);
                 if (c->acting)
                     run_checks(m, c, now);
             }
@@ -647,6 +661,8 @@ cl_monitor_t *cl_monitor_new(const cl_monitor_opts_t *o, cl_err_t *err)
     m->engine = o->engine;
     m->sweep_ms = o->sweep_ms ? o->sweep_ms : CL_MONITOR_SWEEP_MS;
     m->no_sweep = o->no_sweep;
+    m->forward = o->forward;
+    m->forward_ud = o->forward_ud;
     m->sessions = cl_guest_sessions_new();
     pthread_mutex_init(&m->lock, NULL);
     pthread_condattr_init(&ca);
@@ -706,10 +722,18 @@ void cl_monitor_poke(cl_monitor_t *m, const char *cloud, const char *slot, const
 void cl_monitor_on_domain(void *ud, cl_virt_t *v, const cl_dom_t *d, int event)
 {
     cl_monitor_t *m = ud;
+    mcloud_t *c;
 
     (void)v;
     if (event == CL_VIRT_EV_STARTED || !d->cloud[0])
         return; /* a start is the monitor's own doing, or an apply's; no owner: not ours */
+    pthread_mutex_lock(&m->lock);
+    c = cloud_get(m, d->cloud);
+    if (c) {
+        c->fwd = 1;
+        snprintf(c->fwd_slot, sizeof(c->fwd_slot), "%s", d->slot);
+    }
+    pthread_mutex_unlock(&m->lock);
     cl_monitor_poke(m, d->cloud, d->slot,
                     event == CL_VIRT_EV_CRASHED ? "domain crashed" : "domain stopped");
 }

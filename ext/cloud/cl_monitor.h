@@ -22,6 +22,12 @@ typedef struct cl_monitor_opts {
     cl_engine_t *engine; /* borrowed; outlives the monitor */
     uint64_t sweep_ms;   /* 0: CL_MONITOR_SWEEP_MS */
     int no_sweep;        /* only events and pokes (the benchmark's event path alone) */
+    /*
+     * A domain of a cloud this daemon does not act on stopped here: tell its leader (called
+     * from the worker; NULL: nobody to tell, the leader's sweep finds it).
+     */
+    int (*forward)(void *ud, const char *cloud, const char *slot);
+    void *forward_ud;
 } cl_monitor_opts_t;
 
 /* Start the worker.  NULL and err on failure. */

@@ -352,6 +352,18 @@ static json_object *admin(void *ud, const char *cloud, int op, uint64_t epoch, j
         }
         return res;
     }
+    if (op == CL_RPC_POKE && acting) {
+        /* a member saw a domain of the cloud stop: the monitor looks at once */
+        json_object *v;
+        const char *slot =
+            json_object_object_get_ex(args, "slot", &v) && json_object_is_type(v, json_type_string)
+                ? json_object_get_string(v)
+                : NULL;
+        cl_log(CL_LOG_DEBUG, "=poke", "cloud=%s slot=%s from a member", cloud, slot ? slot : "-");
+        if (p->watch)
+            p->watch(p->watch_ud, cloud, "a member saw a domain stop");
+        return json_object_new_object();
+    }
     if (!acting) {
         cl_err_set(err, CL_ERR_ELECTION, CL_RPC_NOT_LEADER, p->address, "control",
                    "%s does not lead cloud %s (%s%s)", p->address, cloud,
@@ -443,6 +455,43 @@ int cl_peers_forward(cl_peers_t *p, const cl_spec_t *spec, json_object *req, jso
                               spec->name, e.msg[0] ? ": " : "", e.msg);
         usleep(100000);
     }
+}
+
+int cl_peers_poke_leader(cl_peers_t *p, const char *cloud, const char *slot, cl_err_t *err)
+{
+    char leader[CL_MSG_SENDER_MAX + 1] = "";
+    cl_spec_t *spec = NULL;
+    peer_cloud_t *c;
+    json_object *args, *res = NULL;
+    cl_host_t *h;
+    uint64_t ep = 0;
+    int li = -1, rc = -1;
+
+    pthread_mutex_lock(&p->lock);
+    c = find(p, cloud);
+    if (c && c->joined && cl_elect_leader(p->elect, cloud, &li, &ep) == 1 && li >= 0 &&
+        (size_t)li < c->spec->npool && strcmp(c->spec->pool[li], p->address) != 0) {
+        snprintf(leader, sizeof(leader), "%s", c->spec->pool[li]);
+        cl_spec_parse(c->spec->json, &spec, NULL);
+    }
+    pthread_mutex_unlock(&p->lock);
+    if (!leader[0] || !spec) {
+        cl_spec_free(spec);
+        return cl_err_set(err, CL_ERR_ELECTION, 0, p->address, "poke",
+                          "no other member leads cloud %s now", cloud);
+    }
+    h = hook_remote(p, spec, leader, err);
+    if (h) {
+        args = json_object_new_object();
+        json_object_object_add(args, "slot", slot ? json_object_new_string(slot) : NULL);
+        cl_host_remote_set_timeouts(h, CL_PEERS_QUIET_CONNECT_MS, CL_PEERS_QUIET_REPLY_MS,
+                                    CL_RPC_PING_MS);
+        rc = cl_host_remote_call(h, CL_RPC_POKE, ep, args, CL_PEERS_QUIET_REPLY_MS, &res, err);
+        json_object_put(res);
+        cl_host_free(h);
+    }
+    cl_spec_free(spec);
+    return rc;
 }
 
 void cl_peers_set_control(cl_peers_t *p, cl_peers_control_fn fn, void *ud)

@@ -67,6 +67,12 @@ void cl_peers_set_fence_ms(cl_peers_t *p, uint64_t ms);
 /* Told (from the event loop) when a cloud this daemon acts on needs a look, and why. */
 typedef void (*cl_peers_watch_fn)(void *ud, const char *cloud, const char *why);
 void cl_peers_set_watch(cl_peers_t *p, cl_peers_watch_fn fn, void *ud);
+/*
+ * A domain of cloud (slot) stopped on this host, which does not lead it: tell the leader, whose
+ * monitor looks at once (cl_rpc "poke").  0, or -1 and err (no leader, or it did not answer:
+ * its sweep still sees it).  Blocks up to CL_PEERS_QUIET_* : not from the event loop.
+ */
+int cl_peers_poke_leader(cl_peers_t *p, const char *cloud, const char *slot, cl_err_t *err);
 /* Every CL_MONITOR_TICK_MS, from the event loop: self-fencing, members' liveness changes. */
 void cl_peers_tick(cl_peers_t *p);
 /* The election's view of cloud (NULL: the daemon's), for status documents; caller puts. */

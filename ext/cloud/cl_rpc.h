@@ -49,6 +49,7 @@ typedef enum cl_rpc_op {
     CL_RPC_LEADER,  /* read-only: {} -> {leader (entry or null), epoch, acting, self} */
     CL_RPC_CONTROL, /* {request: a control request (apply, plan, stop, status)} -> {answer, events}
                      */
+    CL_RPC_POKE,    /* member -> leader: {slot, why} -> {} (a domain of the cloud stopped there) */
     CL_RPC_OP_COUNT
 } cl_rpc_op_t;
 

@@ -742,6 +742,21 @@ static void on_peers_watch(void *ud, const char *cloud, const char *why)
     cl_monitor_poke(monitor, cloud, NULL, why);
 }
 
+/* A domain stopped here, of a cloud another member leads: its monitor is told. */
+static int forward_poke(void *ud, const char *cloud, const char *slot)
+{
+    cl_err_t err;
+
+    cl_err_clear(&err);
+    if (!peers)
+        return -1;
+    if (cl_peers_poke_leader(peers, cloud, slot, &err) < 0) {
+        cl_log(CL_LOG_DEBUG, "-forward", "cloud=%s slot=%s %s", cloud, slot, err.msg);
+        return -1;
+    }
+    return 0;
+}
+
 /* Every hypervisor connection the engine opens: its domain events go to the monitor. */
 static void on_conn(void *ud, cl_virt_t *v)
 {
@@ -1094,6 +1109,7 @@ int main(int argc, char **argv)
         mo.engine = engine;
         mo.sweep_ms = opt.sweep_ms;
         mo.no_sweep = opt.no_sweep;
+        mo.forward = forward_poke;
         monitor = cl_monitor_new(&mo, &err);
         if (!monitor)
             goto fail_start;

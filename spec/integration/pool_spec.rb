@@ -47,7 +47,7 @@ RSpec.describe 'a pool of three hosts' do
     FileUtils.mkdir_p(dir(host))
     pid = Process.spawn(File.join(POOL_ROOT, 'bin/cloudd'), '--socket', sock(host), '--state-dir',
                         File.join(dir(host), 'state'), '--address', host, '--peer-port', @port.to_s,
-                        '--log', File.join(dir(host), 'log'), in: File::NULL)
+                        '--log', File.join(dir(host), 'log'), '--allow-faults', in: File::NULL)
     @pids[host] = pid
     wait_for("cloudd #{host} to answer") { File.socket?(sock(host)) && call(host, 'op' => 'hello') }
   end
@@ -261,6 +261,21 @@ RSpec.describe 'a pool of three hosts' do
     expect(final['domains']).to eq(3) # no second copy of any slot
     %w[127.0.0.3 127.0.0.4].each { |h| call(h, 'op' => 'stop', 'name' => 'py', 'spec' => py.merge('ensure' => 'stopped')) }
     expect(call('127.0.0.2', 'op' => 'stop', 'name' => 'py', 'spec' => py.merge('ensure' => 'stopped'))).to include('ok' => true)
+  end
+
+  it 'restarts a domain stopped on a member: the member tells the leader, which repairs it' do
+    victim = status('127.0.0.2')['slots'].find { |sl| sl['host'] == '127.0.0.3' }
+    out = IO.popen([File.join(POOL_ROOT, 'bin/cloudctl'), '--socket', sock('127.0.0.3'), 'fault', 'pw', victim['name']],
+                   err: %i[child out], &:read)
+    expect(out).to include('domain destroyed')
+    wait_for('the member to tell the leader') { File.read(File.join(dir('127.0.0.3'), 'log')).include?("+forward cloud=pw slot=#{victim['name']}") }
+    wait_for('the slot to run again where it was') do
+      s = status('127.0.0.2')&.dig('slots')&.find { |sl| sl['name'] == victim['name'] }
+      s if s && s['state'] == 'running' && s['host'] == '127.0.0.3' && s['restarts'].to_i >= 1
+    end
+    repair = call('127.0.0.2', 'op' => 'events', 'name' => 'pw')['events']
+             .find { |e| e['type'] == '+repair' && e['slot'] == victim['name'] }
+    expect(repair).to include('host' => '127.0.0.3', 'text' => 'start')
   end
 
   it "re-places a killed member's slot by itself once the member is fenced, the leader staying" do
