@@ -108,6 +108,13 @@ int cl_guests_configure(cl_run_t *r, const cl_slot_plan_t *p, cl_err_t *err)
     for (i = 0; i < r->spec->nslots; i++) {
         const cl_slot_t *sl = &r->spec->slots[p[i].slot];
         const cl_host_view_t *h = &r->hosts[p[i].host];
+        /*
+         * A repair run sets up only what it repaired; no run waits for a guest whose domain
+         * does not run (a slot held for later).
+         */
+        if (p[i].act == CL_ACT_NONE &&
+            (r->gate || p[i].dom < 0 || r->doms.v[p[i].dom].state != CL_DOM_RUNNING))
+            continue;
         for (k = 0, any = 0; k < CL_STEP_COUNT; k++)
             any |= cl_role_has_step(r->spec, p[i].slot, (cl_step_t)k);
         if (cl_host_is_test(h->host)) {

@@ -43,6 +43,7 @@ typedef struct slot_rec {
     uint64_t last_failure_ms; /* wall clock */
     uint64_t next_check;      /* monotonic: the next role check of a running guest */
     int expect_stop;          /* the monitor stopped it itself (a domain restart) */
+    int running;              /* its domain ran at the last run (checks only then) */
     int move;                 /* a check escalated to another host: move it on the next run */
 } slot_rec_t;
 
@@ -393,6 +394,15 @@ static void digest(cl_monitor_t *m, mcloud_t *c, json_object *res, uint64_t now)
                     cl_guest_sessions_drop(m->sessions, c->name, json_object_get_string(sl));
             }
         }
+    if (json_object_object_get_ex(res, "status", &v) && json_object_object_get_ex(v, "slots", &arr))
+        for (i = 0; i < json_object_array_length(arr); i++) {
+            json_object *so = json_object_array_get_idx(arr, i), *nm, *st;
+            slot_rec_t *s;
+            if (json_object_object_get_ex(so, "name", &nm) &&
+                json_object_object_get_ex(so, "state", &st) &&
+                (s = slot_get(c, json_object_get_string(nm))) != NULL)
+                s->running = strcmp(json_object_get_string(st), "running") == 0;
+        }
     if (json_object_object_get_ex(res, "held", &arr))
         for (i = 0; i < json_object_array_length(arr); i++) {
             json_object *h = json_object_array_get_idx(arr, i), *at, *sl;
@@ -455,8 +465,13 @@ static void run_checks(cl_monitor_t *m, mcloud_t *c, uint64_t now)
         if (!has_check)
             continue;
         pthread_mutex_lock(&m->lock);
+        if (c->due) {
+            /* an event came: the repair run goes first, the checks wait */
+            pthread_mutex_unlock(&m->lock);
+            break;
+        }
         s = slot_get(c, sl->name);
-        rc = s && s->next_check <= now && strcmp(s->health, "ok") == 0;
+        rc = s && s->running && s->next_check <= now && strcmp(s->health, "ok") == 0;
         if (s && s->next_check <= now)
             s->next_check = now + interval;
         pthread_mutex_unlock(&m->lock);
@@ -479,7 +494,8 @@ static void run_checks(cl_monitor_t *m, mcloud_t *c, uint64_t now)
         policy_cfg(spec, i, &cfg);
         r = cl_policy_flapping(&s->pol, now)
                 ? CL_REPAIR_NONE
-                : cl_policy_failure(&s->pol, &cfg, CL_FAIL_CHECK, now, &at);
+                : cl_policy_failure(&s->pol, &cfg, rc < 0 ? CL_FAIL_DOMAIN : CL_FAIL_CHECK, now,
+                                    &at); /* no answer at all: the domain, not the service */
         if (r == CL_REPAIR_NONE) {
             s->health = "flapping";
             note_locked(m, c, 0, "-flapping", sl->name, host,

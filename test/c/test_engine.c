@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "cl_engine.h"
+#include "cl_time.h"
 #include "cl_run.h"
 #include "cl_err.h"
 #include "cl_log.h"
@@ -774,6 +775,82 @@ static void test_monitor(void)
     cl_spec_free(s);
 }
 
+/* The monitor's gate: what it is asked, and its verdicts obeyed (hold, go). */
+typedef struct gate_log {
+    int calls, failing_calls, verdict;
+    char failing_slot[64];
+    uint64_t retry;
+} gate_log_t;
+
+static int test_gate(void *ud, const cl_spec_t *spec, size_t slot, int failing, const char *host,
+                     uint64_t *retry_at)
+{
+    gate_log_t *g = ud;
+
+    g->calls++;
+    if (!failing)
+        return CL_GATE_GO;
+    g->failing_calls++;
+    snprintf(g->failing_slot, sizeof(g->failing_slot), "%s", spec->slots[slot].name);
+    CHECK_STR_EQ(host, "127.0.0.1");
+    if (g->verdict == CL_GATE_HOLD)
+        *retry_at = g->retry;
+    return g->verdict;
+}
+
+static void test_repair_gate(void)
+{
+    cl_spec_t *s = spec_n("eg", 1);
+    gate_log_t g = {0, 0, CL_GATE_HOLD, "", 0};
+    cl_engine_gate_t gate = {&g, test_gate};
+    json_object *res = NULL, *held;
+    cl_err_t err;
+
+    CHECK_INT_EQ(apply(s, 0, NULL), 2);
+    dom_destroy("eg-server-0");
+    g.retry = cl_time_now_ms() + 5000;
+    cl_err_clear(&err);
+    CHECK_INT_EQ(cl_engine_repair(eng, "eg", 0, &gate, NULL, NULL, &res, &err), 0);
+    /* asked once per slot; the stopped one is a domain failure, held as told */
+    CHECK_INT_EQ(g.calls, 2);
+    CHECK_INT_EQ(g.failing_calls, 1);
+    CHECK_STR_EQ(g.failing_slot, "eg-server-0");
+    CHECK_INT_EQ(json_int(res, "changed"), 0);
+    held = json_arr(res, "held");
+    if (CHECK(held && json_object_array_length(held) == 1)) {
+        json_object *h = json_object_array_get_idx(held, 0);
+        CHECK_STR_EQ(json_object_get_string(json_object_object_get(h, "slot")), "eg-server-0");
+        CHECK(json_object_get_int64(json_object_object_get(h, "retry_at_ms")) == (int64_t)g.retry);
+    }
+    json_object_put(res);
+    CHECK_INT_EQ(dom_state("eg-server-0"), 0);
+    /* then go: started */
+    g.verdict = CL_GATE_GO;
+    res = NULL;
+    CHECK_INT_EQ(cl_engine_repair(eng, "eg", 0, &gate, NULL, NULL, &res, &err), 0);
+    CHECK_INT_EQ(count_action(json_arr(res, "changes"), "start", "eg-server-0"), 1);
+    json_object_put(res);
+    CHECK_INT_EQ(dom_state("eg-server-0"), 1);
+    /* adopt only: stopped domains are still the cloud's, and started again... */
+    dom_destroy("eg-server-0");
+    dom_destroy("eg-database-0");
+    res = NULL;
+    CHECK_INT_EQ(cl_engine_repair(eng, "eg", 1, &gate, NULL, NULL, &res, &err), 0);
+    CHECK_INT_EQ(json_int(res, "changed"), 2);
+    json_object_put(res);
+    /* ...but a cloud of which no domain exists anywhere is left alone (a new leader must not
+     * make a cloud stopped while it was away) */
+    foreign_remove("eg-server-0");
+    foreign_remove("eg-database-0");
+    res = NULL;
+    CHECK_INT_EQ(cl_engine_repair(eng, "eg", 1, &gate, NULL, NULL, &res, &err), 0);
+    CHECK_INT_EQ(json_int(res, "changed"), 0);
+    json_object_put(res);
+    CHECK_INT_EQ(dom_state("eg-server-0"), -1);
+    CHECK(stop("eg") >= 1); /* nothing left to remove but the state */
+    cl_spec_free(s);
+}
+
 static void test_two_clouds(void)
 {
     cl_spec_t *a = spec_n("ef1", 1), *b = spec_n("ef2", 1);
@@ -1294,6 +1371,7 @@ int main(void)
     test_remove_slot();
     test_change_mem();
     test_monitor();
+    test_repair_gate();
     test_two_clouds();
     test_foreign_name();
     test_mac_collision();

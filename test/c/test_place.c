@@ -194,8 +194,29 @@ static void test_priority(void)
     CHECK_INT_EQ(two[0].host, 1);
 }
 
+/* A slot leaving a host (the monitor's "another host") avoids it while another fits. */
+static void test_not_on(void)
+{
+    cl_place_host_t hosts[] = {{"h0", 1, 0}, {"h1", 1, 0}, {"h2", 0, 0}};
+    cl_place_slot_t a[] = {{"c-a-0", "a", 1, -1, 1}}; /* not on h0 */
+    cl_place_slot_t b[] = {{"c-a-0", "a", 1, -1, 2}}; /* not on h1 */
+    cl_place_slot_t only[] = {{"c-a-0", "a", 1, -1, 1}};
+    cl_place_host_t one[] = {{"h0", 1, 0}, {"h1", 0, 0}};
+    cl_err_t err;
+
+    cl_err_clear(&err);
+    CHECK_INT_EQ(cl_place_compute(hosts, N(hosts), a, N(a), &err), 0);
+    CHECK_INT_EQ(a[0].host, 1);
+    CHECK_INT_EQ(cl_place_compute(hosts, N(hosts), b, N(b), &err), 0);
+    CHECK_INT_EQ(b[0].host, 0);
+    /* nowhere else alive: it stays possible where it was */
+    CHECK_INT_EQ(cl_place_compute(one, N(one), only, N(only), &err), 0);
+    CHECK_INT_EQ(only[0].host, 0);
+}
+
 int main(void)
 {
+    test_not_on();
     test_spread();
     test_kept();
     test_dead_hosts();
