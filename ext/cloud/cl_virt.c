@@ -19,6 +19,13 @@
 #include "cl_timeouts.h"
 #include "cl_tmpl.h"
 
+static int autodestroy; /* cl_virt_set_autodestroy: cloudd turns it on */
+
+void cl_virt_set_autodestroy(int on)
+{
+    autodestroy = on;
+}
+
 struct cl_virt {
     virConnectPtr conn;
     char *uri;
@@ -411,7 +418,13 @@ int cl_virt_start(cl_virt_t *v, const char *name, cl_err_t *err)
     /* logged (and flushed) before: the domain cannot run before this line's time */
     cl_log(CL_LOG_INFO, "+vm-run", "dom=%s uri=%s", name, v->uri);
     cl_log_flush();
-    if (virDomainCreate(d) < 0) {
+    /*
+     * Autodestroy (a dead man's switch): if this process dies or loses its connection, libvirtd
+     * destroys the domain, so a host whose daemon is gone cannot keep a copy running while the
+     * leader re-places it (doc/MONITOR.md, Fencing).  The test driver dies with the process.
+     */
+    if (virDomainCreateWithFlags(d, !v->is_test && autodestroy ? VIR_DOMAIN_START_AUTODESTROY : 0) <
+        0) {
         virt_fail(v, err, "start %s", name);
         cl_log(CL_LOG_INFO, "-vm-run", "dom=%s why=start-failed", name);
         goto cleanup;

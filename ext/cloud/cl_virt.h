@@ -67,6 +67,12 @@ int cl_virt_scan(cl_virt_t *v, const char *cloud, cl_dom_list_t *owned, cl_idset
                  cl_err_t *err);
 int cl_virt_define(cl_virt_t *v, const char *name, const char *xml, cl_err_t *err);
 int cl_virt_start(cl_virt_t *v, const char *name, cl_err_t *err);
+/*
+ * Whether domains started from now on are destroyed by libvirtd when this process's connection
+ * goes (cloudd: on, so that the daemon's death fences its host; default off: they outlive the
+ * process).  Not for the test driver, whose domains die with the process anyway.
+ */
+void cl_virt_set_autodestroy(int on);
 /* Ask a running domain to shut down (ACPI) and return at once; nothing on the test driver. */
 void cl_virt_shutdown_request(cl_virt_t *v, const char *name);
 /*

@@ -55,11 +55,12 @@ static struct {
     unsigned peer_port;
     cl_bully_config_t timers; /* zeros: the defaults of cl_timeouts.h */
     cl_addrs_t addresses;
-    unsigned fence_ms; /* 0: CL_FENCE_SELF_MS */
-    unsigned sweep_ms; /* 0: CL_MONITOR_SWEEP_MS */
-    int no_sweep;      /* events and pokes only */
-    int no_monitor;    /* no self-healing at all (Puppet and cloudctl monitor only) */
-    int allow_faults;  /* the "fault" op: chaos tests on the embedded hypervisor */
+    unsigned fence_ms;  /* 0: CL_FENCE_SELF_MS */
+    unsigned sweep_ms;  /* 0: CL_MONITOR_SWEEP_MS */
+    int no_sweep;       /* events and pokes only */
+    int no_monitor;     /* no self-healing at all (Puppet and cloudctl monitor only) */
+    int allow_faults;   /* the "fault" op: chaos tests on the embedded hypervisor */
+    int no_autodestroy; /* VMs outlive this daemon (no dead man's switch) */
 } opt;
 
 static cl_engine_t *engine;
@@ -884,6 +885,8 @@ static void usage(FILE *fp)
         "  --no-sweep         domain events and liveness only (benchmarks)\n"
         "  --no-monitor       no self-healing: repairs only by Puppet and cloudctl monitor\n"
         "  --allow-faults     accept cloudctl fault (chaos tests)\n"
+        "  --no-autodestroy   VMs started here outlive the daemon (default: libvirtd destroys\n"
+        "                     them when the daemon dies, so a dead daemon fences its host)\n"
         "  --embedded         started by the provider: exit once no cloud is left\n"
         "  --idle-exit-ms N   embedded mode: exit after N ms with no cloud (default %d)\n"
         "  --daemonize        fork into the background once the socket is ready\n"
@@ -915,6 +918,7 @@ static int parse_args(int argc, char **argv)
                                              {"no-sweep", no_argument, NULL, 1008},
                                              {"no-monitor", no_argument, NULL, 1009},
                                              {"allow-faults", no_argument, NULL, 1010},
+                                             {"no-autodestroy", no_argument, NULL, 1011},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
     int c;
@@ -966,6 +970,7 @@ static int parse_args(int argc, char **argv)
         case 1008: opt.no_sweep = 1; break;
         case 1009: opt.no_monitor = 1; break;
         case 1010: opt.allow_faults = 1; break;
+        case 1011: opt.no_autodestroy = 1; break;
         case 'P': {
             char *end;
             unsigned long v = strtoul(optarg, &end, 10);
@@ -1073,6 +1078,7 @@ int main(int argc, char **argv)
         goto out;
     }
     cl_virt_global_init();
+    cl_virt_set_autodestroy(!opt.no_autodestroy);
     memset(&eo, 0, sizeof(eo));
     eo.state_dir = opt.state_dir;
     eo.self = &opt.addresses;

@@ -296,6 +296,25 @@ RSpec.describe 'the engine on libvirt\'s qemu driver (private libvirtd, TCG gues
     expect(Dir.children(@pool_path).sort).to eq(domains.map { |d| "#{d}.qcow2" }.sort)
   end
 
+  # The dead man's switch (doc/MONITOR.md, Fencing): guests started by a cloudd are destroyed by
+  # libvirtd when that daemon dies, so a host whose daemon is gone keeps no copy running; the
+  # next daemon's monitor starts them again from their overlays, with nobody running Puppet.
+  it "has libvirtd destroy a SIGKILLed daemon's guests, and the next daemon's monitor start them" do
+    pid = cloudd_pid
+    expect(pid).to be_a(Integer)
+    before = qemu_pids
+    expect(before.keys.sort).to eq(domains.sort)
+    Process.kill('KILL', pid)
+    wait_until('libvirtd to destroy the guests of the dead daemon') { qemu_pids.empty? }
+    expect(lab_domains.sort).to eq(domains.sort) # still defined, disks kept
+    # a new daemon, started as the provider starts one (nobody applies anything), adopts the
+    # stopped guests and starts them
+    run!(QemuStorageSpec::DAEMON, '--embedded', '--daemonize', '--socket', @socket, '--state-dir', @state_dir)
+    wait_until('the new daemon to start both guests again', timeout: 60) { qemu_pids.keys.sort == domains.sort }
+    expect(cloudd_pid).not_to eq(pid)
+    expect(Dir.children(@pool_path).sort).to eq(domains.map { |d| "#{d}.qcow2" }.sort)
+  end
+
   it 'stops: no domain, no overlay, no state file, no qemu process left, the base untouched' do
     events = []
     res = @cloud.stop { |ev| events << ev }
