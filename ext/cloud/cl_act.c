@@ -78,21 +78,31 @@ static void gate_slot(cl_run_t *r, size_t i, cl_slot_plan_t *p, cl_place_slot_t 
         was = json_object_get_string(v);
     wh = host_index(r, was);
     p->failing = 0;
-    if (p->act == CL_ACT_CREATE && cl_engine_elected(r->e, r->spec) && (!was || wh < 0)) {
+    if (p->act == CL_ACT_CREATE && cl_engine_elected(r->e, r->spec)) {
         /*
-         * Nowhere to be seen and no placement known here (a new leader: members keep only the
-         * spec): it may run on a host that does not answer.  Wait for every such host's fencing.
+         * Nowhere to be seen: it may run on any host that does not answer, whatever the
+         * placement recorded here says (a new leader's may be stale: the slot may have moved
+         * since it last led).  Wait for the fencing of every such host.
          */
+        uint64_t wait = cl_engine_fence_wait_ms(r->e), least = UINT64_MAX;
         size_t k;
+        int kk = -1;
         for (k = 0; k < r->nhosts; k++)
-            if (!r->hosts[k].host && (!was || wh < 0)) {
+            if (!r->hosts[k].host) {
                 uint64_t silent = cl_engine_silent_ms(r->e, r->spec, r->hosts[k].name);
-                if (silent < cl_engine_fence_wait_ms(r->e) &&
-                    (wh < 0 || silent < cl_engine_silent_ms(r->e, r->spec, r->hosts[wh].name)))
-                    wh = (int)k; /* the one silent for the shortest time decides */
+                if (silent < wait && silent < least) {
+                    least = silent;
+                    kk = (int)k; /* the one silent for the shortest time decides */
+                }
             }
-        if (wh >= 0)
-            was = r->hosts[wh].name;
+        if (kk >= 0) {
+            p->act = CL_ACT_NONE;
+            p->failing = CL_FAIL_HOST;
+            hold(r, sl->name, r->hosts[kk].name, now + (wait - least),
+                 "waiting for %s to fence itself (silent %llu of %llu ms)", r->hosts[kk].name,
+                 (unsigned long long)least, (unsigned long long)wait);
+            return;
+        }
     }
     if (p->act == CL_ACT_START) {
         p->failing = CL_FAIL_DOMAIN;
