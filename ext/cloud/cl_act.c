@@ -470,6 +470,9 @@ int cl_run_create(cl_run_t *r, const cl_slot_plan_t *p, cl_idset_t *ours, cl_err
     size_t i, off = 0;
     int rc = -1;
 
+    /* the other domains' identities: collected only by a run that creates something */
+    if (cl_run_foreign(r, err) < 0)
+        return -1;
     if (cl_idset_has(&r->foreign, sl->name))
         return cl_err_set(err, CL_ERR_VIRT, 0, h->name, "define",
                           "a domain named %s already exists on %s and does not belong to cloud "

@@ -389,7 +389,7 @@ static int apply_impl(cl_engine_t *e, const cl_spec_t *spec, int noop, int adopt
         cl_run_progress(&r, "+elected", NULL, spec->pool[cl_engine_leader_index(e, spec)],
                         "leading cloud %s in epoch %lu", spec->name, r.epoch);
     }
-    if (cl_run_observe(&r, 1, err) < 0)
+    if (cl_run_observe(&r, 0, err) < 0) /* other domains' identities: when creating */
         goto cleanup;
     if (adopt_only && r.doms.n == 0) {
         res = json_object_new_object();
@@ -433,7 +433,8 @@ static int apply_impl(cl_engine_t *e, const cl_spec_t *spec, int noop, int adopt
             free(r.dom_host);
             r.dom_host = NULL;
             cl_idset_free(&r.foreign);
-            if (cl_run_observe(&r, 1, err) < 0 || cl_run_plan(&r, &p, &x, &nx, err) < 0)
+            r.have_foreign = 0;
+            if (cl_run_observe(&r, 0, err) < 0 || cl_run_plan(&r, &p, &x, &nx, err) < 0)
                 goto cleanup;
         }
     }
@@ -502,14 +503,18 @@ static int apply_impl(cl_engine_t *e, const cl_spec_t *spec, int noop, int adopt
         goto cleanup;
     json_object_put(doc);
     doc = state_doc(&r, p);
-    if (cl_state_save(e->state_dir, spec->name, doc, err) < 0)
+    /* unchanged (a sweep that found nothing to do): not written again (no fsync) */
+    if ((!state || !json_object_equal(doc, state)) &&
+        cl_state_save(e->state_dir, spec->name, doc, err) < 0)
         goto cleanup;
-    /* Observe again: the status reported is the world as it is now. */
-    cl_dom_list_free(&r.doms);
-    free(r.dom_host);
-    r.dom_host = NULL;
-    if (cl_run_observe(&r, 0, err) < 0)
-        goto cleanup;
+    /* Observe again if anything was done: the status reported is the world as it is now. */
+    if (r.changed) {
+        cl_dom_list_free(&r.doms);
+        free(r.dom_host);
+        r.dom_host = NULL;
+        if (cl_run_observe(&r, 0, err) < 0)
+            goto cleanup;
+    }
     res = json_object_new_object();
     json_object_object_add(res, "changed", json_object_new_int(r.changed));
     json_object_object_add(res, "changes", json_object_get(r.changes));

@@ -415,6 +415,10 @@ static void digest(cl_monitor_t *m, mcloud_t *c, json_object *res, uint64_t now)
                     s->health = "held";
             }
         }
+    /* a repaired slot is declared healthy by a run once it has been stable (even without sweeps) */
+    for (i = 0; i < c->nslots; i++)
+        if (c->slots[i].repaired_at && c->slots[i].repaired_at + CL_MONITOR_STABLE_MS + 1 < next)
+            next = c->slots[i].repaired_at + CL_MONITOR_STABLE_MS + 1;
     if (next < now + 10)
         next = now + 10;
     c->next_at = next;

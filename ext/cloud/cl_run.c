@@ -189,6 +189,27 @@ static int host_index(const cl_run_t *r, const char *name)
 }
 
 /* Find the cloud's domains on every reachable host (and, optionally, foreign identities). */
+int cl_run_foreign(cl_run_t *r, cl_err_t *err)
+{
+    size_t i;
+
+    if (r->have_foreign)
+        return 0;
+    for (i = 0; i < r->nhosts; i++) {
+        cl_host_view_t *h = &r->hosts[i];
+        cl_dom_list_t mine = {0};
+        if (!h->host || !h->primary)
+            continue;
+        if (cl_host_scan(h->host, r->name, &mine, &r->foreign, err) < 0) {
+            cl_dom_list_free(&mine);
+            return -1;
+        }
+        cl_dom_list_free(&mine);
+    }
+    r->have_foreign = 1;
+    return 0;
+}
+
 int cl_run_observe(cl_run_t *r, int want_foreign, cl_err_t *err)
 {
     size_t i, before;
@@ -210,6 +231,7 @@ int cl_run_observe(cl_run_t *r, int want_foreign, cl_err_t *err)
             cl_err_clear(err);
             continue;
         }
+        r->have_foreign = want_foreign;
         r->dom_host = realloc(r->dom_host, (r->doms.n + 1) * sizeof(*r->dom_host));
         if (!r->dom_host)
             return cl_err_set(err, CL_ERR_SYS, 0, NULL, "observe", "out of memory");

@@ -44,6 +44,7 @@ typedef struct run {
     const cl_engine_gate_t *gate; /* a repair run's policy (NULL: everything now) */
     json_object *placed;          /* the state's placement, slot -> host (borrowed; may be NULL) */
     json_object *held;            /* slots left for later: [{slot, host, why, retry_at_ms}] */
+    int have_foreign;             /* foreign holds every host's other identities */
 } cl_run_t;
 
 /* CL_ACT_MOVE: remove the slot's domain where it is, create it on another host. */
@@ -75,6 +76,8 @@ void cl_run_free(cl_run_t *r);
 int cl_run_connect(cl_run_t *r, const char *hypervisor, const char *const *pool, size_t npool,
                    cl_err_t *err);
 int cl_run_observe(cl_run_t *r, int want_foreign, cl_err_t *err);
+/* The other domains' identities (UUIDs, MACs, names) of every host, if not yet collected. */
+int cl_run_foreign(cl_run_t *r, cl_err_t *err);
 int cl_run_plan(cl_run_t *r, cl_slot_plan_t **out, cl_extra_t **extras, size_t *nextra,
                 cl_err_t *err);
 json_object *cl_run_plan_json(const cl_run_t *r, const cl_slot_plan_t *p, const cl_extra_t *x,

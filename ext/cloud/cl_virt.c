@@ -332,9 +332,22 @@ int cl_virt_scan(cl_virt_t *v, const char *cloud, cl_dom_list_t *owned, cl_idset
     if (n < 0)
         return virt_fail(v, err, "list domains");
     for (i = 0; i < n; i++) {
-        char *meta = virDomainGetMetadata(doms[i], VIR_DOMAIN_METADATA_ELEMENT, CL_META_URI, 0);
+        char *meta;
         cl_dom_t tmp;
         int st = 0, reason = 0;
+
+        /*
+         * Without the foreign identities, only a domain named like the cloud's slots
+         * ("<cloud>-...", which cl_spec enforces) can be one of them: the others' metadata is
+         * not read (a sweep of many clouds on one host reads each domain once, not once a cloud).
+         */
+        if (cloud && !foreign) {
+            const char *nm = virDomainGetName(doms[i]);
+            size_t len = strlen(cloud);
+            if (!nm || strncmp(nm, cloud, len) != 0 || nm[len] != '-')
+                continue;
+        }
+        meta = virDomainGetMetadata(doms[i], VIR_DOMAIN_METADATA_ELEMENT, CL_META_URI, 0);
 
         memset(&tmp, 0, sizeof(tmp));
         if (!meta)

@@ -731,11 +731,12 @@ static void on_idle_timer(int timer, void *ud)
     embedded_check();
 }
 
-/* Self-healing: the peers' fencing and liveness checks, on the loop. */
+/* Self-healing: the peers' fencing and liveness checks, on the loop; buffered log lines out. */
 static void on_tick(int timer, void *ud)
 {
     if (peers)
         cl_peers_tick(peers);
+    cl_log_flush();
 }
 
 static void on_peers_watch(void *ud, const char *cloud, const char *why)
@@ -1138,8 +1139,7 @@ int main(int argc, char **argv)
     atomic_store(&last_activity_ms, cl_time_now_ms());
     /* the housekeeping timer: buffered log lines out, embedded-mode exit check */
     idle_timer = virEventAddTimeout(CLOUDD_IDLE_CHECK_MS, on_idle_timer, NULL, NULL);
-    if (peers)
-        tick_timer = virEventAddTimeout(CL_MONITOR_TICK_MS, on_tick, NULL, NULL);
+    tick_timer = virEventAddTimeout(CL_MONITOR_TICK_MS, on_tick, NULL, NULL);
     if (opt.pid_path) {
         FILE *fp = fopen(opt.pid_path, "w");
         if (fp) {
