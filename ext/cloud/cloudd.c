@@ -11,6 +11,7 @@
 #include <libgen.h>
 #include <libvirt/libvirt.h>
 #include <limits.h>
+#include <malloc.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -1018,6 +1019,12 @@ int main(int argc, char **argv)
     char logbuf[PATH_MAX];
 
     cl_err_clear(&err);
+    /*
+     * Few malloc arenas: the daemon's threads (requests, the monitor, libvirt's workers) would
+     * otherwise each grow one, and a watching leader's memory is mostly that (BENCHMARKS.md).
+     */
+    mallopt(M_ARENA_MAX, 2);
+    mallopt(M_TRIM_THRESHOLD, 128 * 1024);
     if (parse_args(argc, argv) < 0)
         return 2;
     signal(SIGPIPE, SIG_IGN);
