@@ -125,7 +125,7 @@ static void gate_slot(cl_run_t *r, size_t i, cl_slot_plan_t *p, cl_place_slot_t 
     if (!r->gate || !r->gate->decide)
         return;
     where = p->dom >= 0 ? r->hosts[r->dom_host[p->dom]].name : was ? was : "";
-    verdict = r->gate->decide(r->gate->ud, r->spec, i, p->failing, where, &retry);
+    verdict = r->gate->decide(r->gate->ud, r->spec, i, p->failing, where, r->epoch, &retry);
     if (verdict == CL_GATE_HOLD) {
         if (p->act != CL_ACT_NONE)
             hold(r, sl->name, where, retry, "restart policy: next repair of %s not before then",

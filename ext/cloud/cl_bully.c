@@ -179,7 +179,8 @@ int cl_bully_acting(const cl_bully_t *b, uint64_t now)
 void cl_bully_log(const cl_bully_t *b, const char *cloud, const cl_bully_out_t *out)
 {
     if (out->lost_acting)
-        cl_log(CL_LOG_WARN, "-acting", "cloud=%s epoch=%" PRIu64 " quorum lost", cloud, b->epoch);
+        cl_log(CL_LOG_WARN, "-acting", "cloud=%s epoch=%" PRIu64 " quorum lost", cloud,
+               out->acted_epoch ? out->acted_epoch : b->epoch);
     if (out->lost_leadership)
         cl_log(CL_LOG_WARN, "-leader-lost", "cloud=%s state=%s leader=%d", cloud,
                cl_bully_state_name(b->state), cl_bully_leader(b));
@@ -261,8 +262,10 @@ static void leave_leadership(cl_bully_t *b, cl_bully_out_t *out)
     if (b->state != CL_BULLY_LEADER)
         return;
     out->lost_leadership = 1;
-    if (b->acting)
+    if (b->acting) {
         out->lost_acting = 1;
+        out->acted_epoch = b->epoch; /* logged as it was, whatever epoch follows */
+    }
     b->acting = 0;
 }
 

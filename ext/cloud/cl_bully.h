@@ -58,6 +58,7 @@ typedef struct cl_bully_out {
     int lost_leadership;   /* was LEADER, is not any more ("-leader-lost") */
     int gained_acting;     /* may mutate the cloud from now on ("+acting") */
     int lost_acting;       /* must stop mutating the cloud now ("-acting") */
+    uint64_t acted_epoch;  /* lost_acting: the epoch it acted in */
     uint64_t deadline;     /* call cl_bully_on_timer at this time (or soon after) */
 } cl_bully_out_t;
 

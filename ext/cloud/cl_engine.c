@@ -43,6 +43,20 @@ struct cl_engine {
     void *conn_hook_ud;
 };
 
+char **cl_engine_conn_uris(cl_engine_t *e, size_t *n)
+{
+    char **v;
+    size_t i;
+
+    pthread_mutex_lock(&e->conn_lock);
+    v = calloc(e->nconns + 1, sizeof(*v));
+    for (i = 0, *n = 0; v && i < e->nconns; i++)
+        if ((v[*n] = strdup(e->conns[i].uri)) != NULL)
+            (*n)++;
+    pthread_mutex_unlock(&e->conn_lock);
+    return v;
+}
+
 void cl_engine_set_conn_hook(cl_engine_t *e, void (*fn)(void *ud, cl_virt_t *v), void *ud)
 {
     pthread_mutex_lock(&e->conn_lock);
@@ -391,7 +405,11 @@ static int apply_impl(cl_engine_t *e, const cl_spec_t *spec, int noop, int adopt
     }
     if (cl_run_observe(&r, 0, err) < 0) /* other domains' identities: when creating */
         goto cleanup;
-    if (adopt_only && r.doms.n == 0) {
+    /*
+     * Only an elected cloud can have been stopped behind this host's back (by another
+     * leader); a single host's state file is the truth: its cloud runs, and is made again.
+     */
+    if (adopt_only && r.doms.n == 0 && cl_engine_elected(e, spec)) {
         res = json_object_new_object();
         json_object_object_add(res, "changed", json_object_new_int(0));
         json_object_object_add(res, "changes", json_object_new_array());

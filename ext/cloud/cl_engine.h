@@ -46,16 +46,16 @@ typedef struct cl_engine_peers {
  * The monitor's restart policy, consulted by a repair run (cl_engine_repair) for every slot
  * before it acts.  failing: 0 when the slot runs where it should, else why it does not
  * (CL_FAIL_DOMAIN: its domain stopped, crashed or vanished on a live host; CL_FAIL_HOST: its
- * host is gone and fenced).  host: where it runs or ran ("" if unknown).  Returns
- * CL_GATE_GO (repair now; for a slot that runs: leave it), CL_GATE_HOLD (not now: *retry_at,
- * absolute cl_time_now_ms, says when to look again) or CL_GATE_MOVE (recreate it on another
- * host, also when it runs).  Called with the engine's lock held: no engine calls from it.
+ * host is gone and fenced).  host: where it runs or ran ("" if unknown); epoch: the run's.
+ * Returns CL_GATE_GO (repair now; for a slot that runs: leave it), CL_GATE_HOLD (not now:
+ * *retry_at, absolute cl_time_now_ms, says when to look again) or CL_GATE_MOVE (recreate it on
+ * another host, also when it runs).  Called with the engine's lock held: no engine calls from it.
  */
 enum { CL_GATE_HOLD, CL_GATE_GO, CL_GATE_MOVE };
 typedef struct cl_engine_gate {
     void *ud;
     int (*decide)(void *ud, const cl_spec_t *spec, size_t slot, int failing, const char *host,
-                  uint64_t *retry_at);
+                  uint64_t epoch, uint64_t *retry_at);
 } cl_engine_gate_t;
 
 typedef struct cl_engine_opts {
@@ -130,6 +130,8 @@ int cl_engine_takeover(cl_engine_t *e, const char *name, json_object **result, c
  */
 int cl_engine_status(cl_engine_t *e, const char *name, const cl_spec_t *spec, json_object **result,
                      cl_err_t *err);
+/* The URIs of the connections open in the cache: a new array of new strings, *n of them. */
+char **cl_engine_conn_uris(cl_engine_t *e, size_t *n);
 /* The cached connection for uri, (re)opened if needed; owned by the engine's cache. */
 cl_virt_t *cl_engine_conn(cl_engine_t *e, const char *uri, const char *host, cl_err_t *err);
 /*

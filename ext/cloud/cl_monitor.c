@@ -245,7 +245,7 @@ static void policy_cfg(const cl_spec_t *spec, size_t slot, cl_policy_cfg_t *cfg)
 }
 
 static int decide(void *ud, const cl_spec_t *spec, size_t slot, int failing, const char *host,
-                  uint64_t *retry_at)
+                  uint64_t epoch, uint64_t *retry_at)
 {
     run_ctx_t *x = ud;
     cl_monitor_t *m = x->m;
@@ -259,6 +259,8 @@ static int decide(void *ud, const cl_spec_t *spec, size_t slot, int failing, con
     policy_cfg(spec, slot, &cfg);
     pthread_mutex_lock(&m->lock);
     s = slot_get(x->c, spec->slots[slot].name);
+    if (epoch)
+        x->c->epoch = epoch; /* the events of this run carry it */
     if (!s)
         goto cleanup;
     if (!failing) {

@@ -63,6 +63,7 @@ struct cl_peers {
     cl_peers_control_fn control;
     void *control_ud;
     uint64_t fence_ms;       /* self-fencing after this long without the leader */
+    uint64_t last_tick;      /* when cl_peers_tick last ended (a stall: this far behind) */
     cl_peers_watch_fn watch; /* a member's liveness changed, or a leader started acting */
     void *watch_ud;
 };
@@ -673,6 +674,11 @@ void cl_peers_tick(cl_peers_t *p)
     char **uris = NULL;
     size_t nf = 0, nc = 0, i;
     uint64_t now = cl_time_now_ms();
+    /*
+     * This process did not run for fence_ms (frozen, or its host stalled): whatever it hears
+     * now (datagrams queued meanwhile), the leader may have re-placed its slots by now.
+     */
+    int stalled = p->last_tick && now - p->last_tick >= p->fence_ms;
 
     pthread_mutex_lock(&p->lock);
     fence = calloc(p->nclouds + 1, sizeof(*fence));
@@ -689,11 +695,13 @@ void cl_peers_tick(cl_peers_t *p)
             continue;
         mask = alive_mask(st, now, &contact);
         json_object_put(st);
-        if (contact > c->contact_ms) {
+        if (contact > c->contact_ms && !stalled) {
             c->contact_ms = contact;
             c->fenced = 0;
         }
-        if (!c->fenced && now - c->contact_ms >= p->fence_ms) {
+        if (stalled)
+            c->fenced = 0; /* fence again, whatever was fenced before the stall */
+        if (!c->fenced && (stalled || now - c->contact_ms >= p->fence_ms)) {
             c->fenced = 1;
             uris[nf] = cl_spec_uri_for(c->spec->hypervisor, p->address);
             snprintf(fence[nf++], sizeof(*fence), "%s", c->name);
@@ -710,9 +718,15 @@ void cl_peers_tick(cl_peers_t *p)
         cl_err_clear(&err);
         if (!p->engine || !uris[i])
             continue;
-        cl_log(CL_LOG_WARN, "-contact",
-               "cloud=%s no leader for %llu ms: fencing this host (its copies are stopped)",
-               fence[i], (unsigned long long)p->fence_ms);
+        if (stalled)
+            cl_log(CL_LOG_WARN, "-contact",
+                   "cloud=%s this daemon stalled for %llu ms: fencing this host (its copies are "
+                   "stopped)",
+                   fence[i], (unsigned long long)(now - p->last_tick));
+        else
+            cl_log(CL_LOG_WARN, "-contact",
+                   "cloud=%s no leader for %llu ms: fencing this host (its copies are stopped)",
+                   fence[i], (unsigned long long)p->fence_ms);
         n = cl_engine_self_fence(p->engine, fence[i], uris[i], &err);
         if (n < 0)
             cl_log(CL_LOG_ERR, "-fence", "cloud=%s %s", fence[i], err.msg);
@@ -724,6 +738,7 @@ void cl_peers_tick(cl_peers_t *p)
     free(uris);
     free(fence);
     free(changed);
+    p->last_tick = cl_time_now_ms(); /* after the fencing: its own work is no stall */
 }
 
 void cl_peers_set_engine(cl_peers_t *p, cl_engine_t *e)

@@ -69,9 +69,19 @@ cl_repair_t cl_policy_failure(cl_policy_t *p, const cl_policy_cfg_t *cfg, cl_fai
                               uint64_t now, uint64_t *at)
 {
     uint64_t delay = 0;
-    unsigned n = remember(p, cfg, now), i;
+    unsigned n, i;
     cl_repair_t r;
 
+    if (kind == CL_FAIL_HOST) {
+        /*
+         * The host failed, not the slot (as Pacemaker does not count a node's death in its
+         * resources' fail counts): re-placed at once, nothing remembered against the slot.
+         */
+        p->restarts++;
+        *at = now;
+        return CL_REPAIR_REPLACE;
+    }
+    n = remember(p, cfg, now);
     if (cl_policy_flapping(p, now)) {
         *at = p->flapping_until;
         return CL_REPAIR_NONE;

@@ -47,7 +47,8 @@ void cl_policy_init(cl_policy_t *p);
  * A failure of kind seen at now: the repair to do and, in *at, when (now, or later by the
  * backoff; for CL_REPAIR_NONE, the end of the flapping pause).  Escalates while the slot does
  * not become healthy: a failed check is first repaired in the guest, then by the domain, then
- * by another host; a stopped domain first where it is, then elsewhere; a dead host elsewhere.
+ * by another host; a stopped domain first where it is, then elsewhere; a dead host elsewhere,
+ * at once and not counted against the slot (no backoff, no flapping: the host failed).
  */
 cl_repair_t cl_policy_failure(cl_policy_t *p, const cl_policy_cfg_t *cfg, cl_failure_t kind,
                               uint64_t now, uint64_t *at);

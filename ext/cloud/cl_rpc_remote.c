@@ -318,6 +318,15 @@ static void learn_is_test(remote_t *r, json_object *res)
         __atomic_store_n(&r->is_test, json_object_get_boolean(v) ? 1 : 0, __ATOMIC_RELAXED);
 }
 
+/*
+ * Reads (scan, state, free memory) answer within CL_RPC_SCAN_MS, or the reply bound if that is
+ * shorter: a host daemon that is frozen or hung costs a run this long, not a converge's bound.
+ */
+static unsigned scan_ms(const remote_t *r)
+{
+    return r->reply_ms < CL_RPC_SCAN_MS ? r->reply_ms : CL_RPC_SCAN_MS;
+}
+
 /* A cheap authenticated ping within ping_ms: the daemon answers and its hypervisor is up. */
 static int remote_alive(cl_host_t *h)
 {
@@ -358,7 +367,7 @@ static unsigned long remote_free_kib(cl_host_t *h)
     json_object *res = NULL;
     uint64_t kib = 0;
 
-    if (call(h, CL_RPC_FREE_KIB, 0, json_object_new_object(), "free memory", r->reply_ms, &res,
+    if (call(h, CL_RPC_FREE_KIB, 0, json_object_new_object(), "free memory", scan_ms(r), &res,
              NULL) == 0 &&
         (cl_rpc_json_num(res, "kib", &kib) < 0 || kib > ULONG_MAX))
         kib = 0;
@@ -455,7 +464,7 @@ static int remote_scan(cl_host_t *h, const char *cloud, cl_dom_list_t *owned, cl
         return cl_err_set(err, CL_ERR_SYS, ENOMEM, cl_host_name(h), "list domains",
                           "out of memory");
     }
-    if (call(h, CL_RPC_SCAN, 0, a, "list domains", r->reply_ms, &res, err) < 0)
+    if (call(h, CL_RPC_SCAN, 0, a, "list domains", scan_ms(r), &res, err) < 0)
         goto cleanup;
     malformed = !json_object_object_get_ex(res, "owned", &ov) ||
                 !json_object_is_type(ov, json_type_array) ||
@@ -499,7 +508,7 @@ static int remote_state(cl_host_t *h, const char *name, cl_err_t *err)
     int st = -1;
 
     snprintf(what, sizeof(what), "state of %s", name);
-    if (call(h, CL_RPC_STATE, 0, args_of("name", name, NULL, NULL), what, r->reply_ms, &res, err) ==
+    if (call(h, CL_RPC_STATE, 0, args_of("name", name, NULL, NULL), what, scan_ms(r), &res, err) ==
             0 &&
         (copy_str(res, "state", state, sizeof(state)) < 0 || (st = state_from_name(state)) < 0))
         st = cl_err_set(err, CL_ERR_PROTO, CL_RPC_DROP_BAD_FIELD, cl_host_name(h), what,

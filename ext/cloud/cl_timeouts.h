@@ -24,6 +24,7 @@
 #define CL_RPC_CONNECT_MS 2000 /* leader: connecting to a host daemon's peer port */
 #define CL_RPC_REPLY_MS 120000 /* leader: an operation's answer (remove: plus its grace) */
 #define CL_RPC_PING_MS 500     /* leader: alive/is_test, connect and answer together */
+#define CL_RPC_SCAN_MS 3000    /* leader: a read (list domains, state, free memory) answered */
 #define CL_RPC_IO_MS 10000     /* host daemon: reading a request, and writing its answer */
 #define CL_RPC_NOTE_MS 100     /* host daemon: the unauthenticated "DROP <reason>" notice */
 

@@ -305,7 +305,18 @@ static json_object *local_domains(const char *cloud, const char *fault_slot, cl_
 
     if (cl_state_list(opt.state_dir, &names, &n, err) < 0)
         goto cleanup;
-    uris = calloc(n + 1, sizeof(*uris));
+    /* the hypervisors already open here too: a forgotten cloud's leftovers are listed */
+    {
+        size_t nc = 0;
+        char **open_uris = cl_engine_conn_uris(engine, &nc);
+        uris = calloc(n + nc + 1, sizeof(*uris));
+        for (k = 0; uris && k < nc; k++)
+            uris[nu++] = open_uris[k];
+        if (!uris)
+            for (k = 0; k < nc; k++)
+                free(open_uris[k]);
+        free(open_uris);
+    }
     for (i = 0; uris && i < n; i++) {
         json_object *state = NULL, *v;
         cl_spec_t *spec = NULL;

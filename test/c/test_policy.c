@@ -42,6 +42,23 @@ static void test_escalation(void)
     cl_policy_init(&p);
     CHECK_INT_EQ(cl_policy_failure(&p, &cfg, CL_FAIL_HOST, t, &at), CL_REPAIR_REPLACE);
     CHECK_INT_EQ(at, t);
+    /* hosts dying under a slot never make it flap nor back off: the host failed, not the slot */
+    {
+        cl_policy_t q;
+        int k, all = 1;
+        cl_policy_init(&q);
+        for (k = 0; k < 20; k++) {
+            all &= cl_policy_failure(&q, &cfg, CL_FAIL_HOST, t + (uint64_t)k, &at) ==
+                       CL_REPAIR_REPLACE &&
+                   at == t + (uint64_t)k;
+        }
+        CHECK(all);
+        CHECK(!cl_policy_flapping(&q, t + 20));
+        CHECK_INT_EQ(q.restarts, 20);
+        /* and a domain failure after them starts at the domain, without backoff */
+        CHECK_INT_EQ(cl_policy_failure(&q, &cfg, CL_FAIL_DOMAIN, t + 30, &at), CL_REPAIR_DOMAIN);
+        CHECK_INT_EQ(at, t + 30);
+    }
     /* a check failing after the domain was restarted does not go back to the service */
     cl_policy_init(&p);
     CHECK_INT_EQ(cl_policy_failure(&p, &cfg, CL_FAIL_DOMAIN, t, &at), CL_REPAIR_DOMAIN);
