@@ -87,9 +87,16 @@ void cl_guest_sessions_free(cl_guest_sessions_t *s)
 void cl_guest_sessions_drop(cl_guest_sessions_t *s, const char *cloud, const char *slot)
 {
     entry_t *en = s && cloud && slot ? find(s, cloud, slot) : NULL;
+    size_t k;
 
     if (en)
         forget(s, en, "dropped");
+    /* slot NULL: every session of the cloud (it was stopped) */
+    for (k = 0; s && cloud && !slot && k < s->n;)
+        if (strcmp(s->v[k].cloud, cloud) == 0)
+            forget(s, &s->v[k], "cloud forgotten");
+        else
+            k++;
 }
 
 size_t cl_guest_sessions_count(const cl_guest_sessions_t *s)

@@ -30,7 +30,8 @@ typedef struct cl_guest_sessions cl_guest_sessions_t;
 
 cl_guest_sessions_t *cl_guest_sessions_new(void);
 void cl_guest_sessions_free(cl_guest_sessions_t *s); /* NULL-safe: closes every session */
-/* Forget (close) slot's session of cloud: its domain was recreated, moved or removed. */
+/* Forget (close) slot's session of cloud (slot NULL: all of the cloud's): its domain was
+ * recreated, moved or removed, or the cloud was stopped. */
 void cl_guest_sessions_drop(cl_guest_sessions_t *s, const char *cloud, const char *slot);
 /* Number of sessions open (for status and the benchmark). */
 size_t cl_guest_sessions_count(const cl_guest_sessions_t *s);

@@ -487,6 +487,11 @@ static void test_lifecycle(cl_guest_sessions_t *gs, cl_spec_t *s)
         CHECK_INT_EQ(check(gs, s, 0, 0, &err), 0);
         CHECK_INT_EQ(cl_guest_sessions_count(gs), 1);
         CHECK_INT_EQ(log_wait(ACCEPTED, acc0 + 4), acc0 + 4);
+        /* a stopped cloud: every session of it goes (slot NULL), another cloud's stays */
+        cl_guest_sessions_drop(gs, "other", NULL);
+        CHECK_INT_EQ(cl_guest_sessions_count(gs), 1);
+        cl_guest_sessions_drop(gs, "gs", NULL);
+        CHECK_INT_EQ(cl_guest_sessions_count(gs), 0);
     }
     cl_spec_free(moved);
 }
