@@ -171,6 +171,20 @@ static void note_locked(cl_monitor_t *m, mcloud_t *c, uint64_t epoch, const char
            host ? " host=" : "", host ? host : "", epoch, text);
 }
 
+/* Lock m and find or make cloud's record: NULL (unlocked) if m is NULL or out of memory. */
+static mcloud_t *lock_cloud(cl_monitor_t *m, const char *cloud)
+{
+    mcloud_t *c;
+
+    if (!m)
+        return NULL;
+    pthread_mutex_lock(&m->lock);
+    c = cloud_get(m, cloud);
+    if (!c)
+        pthread_mutex_unlock(&m->lock);
+    return c;
+}
+
 void cl_monitor_note(cl_monitor_t *m, const char *cloud, uint64_t epoch, const char *type,
                      const char *slot, const char *host, const char *fmt, ...)
 {
@@ -181,11 +195,10 @@ void cl_monitor_note(cl_monitor_t *m, const char *cloud, uint64_t epoch, const c
     va_start(ap, fmt);
     vsnprintf(text, sizeof(text), fmt, ap);
     va_end(ap);
-    pthread_mutex_lock(&m->lock);
-    c = cloud_get(m, cloud);
-    if (c)
+    if ((c = lock_cloud(m, cloud)) != NULL) {
         note_locked(m, c, epoch, type, slot, host, text);
-    pthread_mutex_unlock(&m->lock);
+        pthread_mutex_unlock(&m->lock);
+    }
 }
 
 /* Write c's history to <state>/events/<cloud>.json (atomically), if it changed. */
@@ -726,19 +739,15 @@ void cl_monitor_free(cl_monitor_t *m)
 
 void cl_monitor_poke(cl_monitor_t *m, const char *cloud, const char *slot, const char *why)
 {
-    mcloud_t *c;
+    mcloud_t *c = lock_cloud(m, cloud);
 
-    if (!m)
-        return;
-    pthread_mutex_lock(&m->lock);
-    c = cloud_get(m, cloud);
     if (c) {
         c->due = 1;
         cl_log(CL_LOG_DEBUG, "=poke", "cloud=%s%s%s %s", cloud, slot ? " slot=" : "",
                slot ? slot : "", why ? why : "");
         pthread_cond_signal(&m->cond);
+        pthread_mutex_unlock(&m->lock);
     }
-    pthread_mutex_unlock(&m->lock);
 }
 
 void cl_monitor_on_domain(void *ud, cl_virt_t *v, const cl_dom_t *d, int event)
@@ -749,13 +758,11 @@ void cl_monitor_on_domain(void *ud, cl_virt_t *v, const cl_dom_t *d, int event)
     (void)v;
     if (event == CL_VIRT_EV_STARTED || !d->cloud[0])
         return; /* a start is the monitor's own doing, or an apply's; no owner: not ours */
-    pthread_mutex_lock(&m->lock);
-    c = cloud_get(m, d->cloud);
-    if (c) {
+    if ((c = lock_cloud(m, d->cloud)) != NULL) {
         c->fwd = 1;
         snprintf(c->fwd_slot, sizeof(c->fwd_slot), "%s", d->slot);
+        pthread_mutex_unlock(&m->lock);
     }
-    pthread_mutex_unlock(&m->lock);
     cl_monitor_poke(m, d->cloud, d->slot,
                     event == CL_VIRT_EV_CRASHED ? "domain crashed" : "domain stopped");
 }
@@ -765,11 +772,11 @@ json_object *cl_monitor_events(cl_monitor_t *m, const char *cloud, uint64_t afte
     json_object *arr = NULL;
     mcloud_t *c;
 
-    pthread_mutex_lock(&m->lock);
-    c = cloud_get(m, cloud);
-    if (c && c->events)
-        arr = cl_events_json(c->events, after, limit);
-    pthread_mutex_unlock(&m->lock);
+    if ((c = lock_cloud(m, cloud)) != NULL) {
+        if (c->events)
+            arr = cl_events_json(c->events, after, limit);
+        pthread_mutex_unlock(&m->lock);
+    }
     return arr ? arr : json_object_new_array();
 }
 
@@ -844,12 +851,8 @@ void cl_monitor_annotate(cl_monitor_t *m, json_object *st)
 
 void cl_monitor_applied(cl_monitor_t *m, const char *cloud)
 {
-    mcloud_t *c;
+    mcloud_t *c = lock_cloud(m, cloud);
 
-    if (!m)
-        return;
-    pthread_mutex_lock(&m->lock);
-    c = cloud_get(m, cloud);
     if (c) {
         json_object *last = c->events ? cl_events_json(c->events, c->applied_seq, 0) : NULL;
         size_t n = last ? json_object_array_length(last) : 0;
@@ -861,8 +864,8 @@ void cl_monitor_applied(cl_monitor_t *m, const char *cloud)
         c->seen_running = 1; /* converged by this daemon: from now on it is kept running */
         c->due = 1;
         pthread_cond_signal(&m->cond);
+        pthread_mutex_unlock(&m->lock);
     }
-    pthread_mutex_unlock(&m->lock);
 }
 
 json_object *cl_monitor_stats(cl_monitor_t *m)

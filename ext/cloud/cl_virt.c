@@ -449,18 +449,30 @@ cleanup:
     return rc;
 }
 
+/*
+ * The domain named name into *d: 1; 0 if there is none (not an error for who wants it gone);
+ * -1 and err if libvirt could not say.
+ */
+static int lookup_maybe(cl_virt_t *v, const char *name, virDomainPtr *d, cl_err_t *err)
+{
+    *d = virDomainLookupByName(v->conn, name);
+    if (*d)
+        return 1;
+    if (last_code() == VIR_ERR_NO_DOMAIN) {
+        virResetLastError();
+        return 0;
+    }
+    return virt_fail(v, err, "look up %s", name);
+}
+
 int cl_virt_destroy(cl_virt_t *v, const char *name, const char *why, cl_err_t *err)
 {
-    virDomainPtr d = virDomainLookupByName(v->conn, name);
-    int rc = -1;
+    virDomainPtr d;
+    int rc = lookup_maybe(v, name, &d, err);
 
-    if (!d) {
-        if (last_code() == VIR_ERR_NO_DOMAIN) {
-            virResetLastError();
-            return 0;
-        }
-        return virt_fail(v, err, "look up %s", name);
-    }
+    if (rc <= 0)
+        return rc;
+    rc = -1;
     if (virDomainIsActive(d) == 1) {
         /*
          * Logged before: a repair may start it again before virDomainDestroy returns here, and
@@ -517,18 +529,14 @@ void cl_virt_shutdown_request(cl_virt_t *v, const char *name)
 
 int cl_virt_remove(cl_virt_t *v, const char *name, unsigned grace_ms, cl_err_t *err)
 {
-    virDomainPtr d = virDomainLookupByName(v->conn, name);
+    virDomainPtr d;
     unsigned flags = VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA |
                      (v->is_test ? 0 : VIR_DOMAIN_UNDEFINE_NVRAM);
-    int rc = -1;
+    int rc = lookup_maybe(v, name, &d, err);
 
-    if (!d) {
-        if (last_code() == VIR_ERR_NO_DOMAIN) {
-            virResetLastError();
-            return 0;
-        }
-        return virt_fail(v, err, "look up %s", name);
-    }
+    if (rc <= 0)
+        return rc;
+    rc = -1;
     if (virDomainIsActive(d) == 1) {
         if (!v->is_test && grace_ms > 0 && virDomainShutdown(d) == 0) {
             uint64_t deadline = cl_time_now_ms() + grace_ms;

@@ -46,15 +46,7 @@ RSpec.describe 'self-healing on one host' do
     wait_for("cloudd #{which} to answer") { File.socket?(sock(which)) && call(which, 'op' => 'hello') }
   end
 
-  # the pool helpers address a daemon by "host": here by which daemon
-  def call(which, req)
-    UNIXSocket.open(sock(which)) do |s|
-      s.write("#{JSON.generate(req.merge('v' => 1))}\n")
-      JSON.parse(s.read.lines.last)
-    end
-  rescue SystemCallError, JSON::ParserError
-    nil
-  end
+  # ClouddPool#call(host, req) asks sock(host): here a host is which daemon (:main, :off...)
 
   def spec(name, health = {})
     {
