@@ -78,11 +78,12 @@ static void gate_slot(cl_run_t *r, size_t i, cl_slot_plan_t *p, cl_place_slot_t 
         was = json_object_get_string(v);
     wh = host_index(r, was);
     p->failing = 0;
-    if (p->act == CL_ACT_CREATE && cl_engine_elected(r->e, r->spec)) {
+    if ((p->act == CL_ACT_CREATE || p->act == CL_ACT_START) && cl_engine_elected(r->e, r->spec)) {
         /*
-         * Nowhere to be seen: it may run on any host that does not answer, whatever the
+         * Running nowhere to be seen: it may run on any host that does not answer, whatever the
          * placement recorded here says (a new leader's may be stale: the slot may have moved
-         * since it last led).  Wait for the fencing of every such host.
+         * since it last led), even when a stopped copy of it is here (a fenced old leader's,
+         * back from a partition).  Wait for the fencing of every such host.
          */
         uint64_t wait = cl_engine_fence_wait_ms(r->e), least = UINT64_MAX;
         size_t k;

@@ -44,6 +44,7 @@ typedef struct peer_cloud {
     int joined;                     /* taking part in its election (not left) */
     uint64_t joined_ms, contact_ms; /* when joined; when last acting or following a leader */
     int fenced;                     /* fenced itself since it last had contact */
+    uint64_t acting_since;          /* when this daemon last started acting (0: not acting) */
     uint64_t alive_mask;            /* the members heard lately, as of the last tick */
 } peer_cloud_t;
 
@@ -240,6 +241,10 @@ static void on_change(void *ud, const char *cloud, const char *leader, uint64_t 
     if (c) {
         if (acting && !c->acting && p->watch)
             p->watch(p->watch_ud, cloud, "acting");
+        if (acting && !c->acting)
+            c->acting_since = cl_time_now_ms();
+        else if (!acting)
+            c->acting_since = 0;
         c->acting = acting;
     }
     (void)leader;
@@ -597,6 +602,13 @@ static uint64_t hook_silent_ms(void *ud, const cl_spec_t *spec, const char *host
     c = find(p, spec->name);
     if (c && c->joined_ms)
         since_join = cl_time_now_ms() - c->joined_ms;
+    /*
+     * A host silent to this daemon only counts as fenced for the time this daemon has acted:
+     * before that, this daemon may have been the one cut off (a minority), and the others, in
+     * the majority, had no reason to fence themselves.
+     */
+    if (c && c->acting_since && cl_time_now_ms() - c->acting_since < since_join)
+        since_join = cl_time_now_ms() - c->acting_since;
     st = cl_elect_status_json(p->elect, spec->name);
     pthread_mutex_unlock(&p->lock);
     if (st && json_object_object_get_ex(st, "members", &members))
