@@ -41,9 +41,11 @@ module LabHelper
   class Lab
     attr_reader :dir, :env, :hosts
 
-    def initialize(dir, nhosts)
+    # cloudd_args: extra options of every cloudd started here (e.g. --sweep-ms 2000)
+    def initialize(dir, nhosts, cloudd_args: [])
       @dir = dir
       @nhosts = nhosts
+      @cloudd_args = cloudd_args
       @pids = {}
     end
 
@@ -91,11 +93,12 @@ module LabHelper
     def log(i) = File.join(host_dir(i), 'cloudd.log')
     def ns(i) = @env["LAB_NS_#{i}"]
 
-    # cloudd of host i, in that host's namespaces (`lab exec`: its libvirtd is qemu:///system).
-    def start_cloudd(i)
+    # cloudd of host i, in that host's namespaces (`lab exec`: its libvirtd is qemu:///system);
+    # log_file: its log (a restarted daemon may get a new one). Returns its PID, once it answers.
+    def start_cloudd(i, log_file: log(i))
       pid = Process.spawn(LAB, 'exec', @dir, i.to_s, File.join(ROOT, 'bin/cloudd'), '--address', @env["LAB_ADDR_#{i}"],
-                          '--socket', socket(i), '--state-dir', state(i), '--log', log(i),
-                          in: File::NULL, out: File::NULL, err: File.join(host_dir(i), 'cloudd.err'))
+                          '--socket', socket(i), '--state-dir', state(i), '--log', log_file, *@cloudd_args,
+                          in: File::NULL, out: File::NULL, err: [File.join(host_dir(i), 'cloudd.err'), 'a'])
       @pids[i] = pid
       deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + 20
       until system(File.join(ROOT, 'bin/cloudctl'), '--socket', socket(i), 'hello', out: File::NULL, err: File::NULL)
@@ -103,6 +106,35 @@ module LabHelper
 
         sleep 0.1
       end
+      pid
+    end
+
+    # The PID of host i's cloudd started here (nil: none running). Our own child, not reaped
+    # yet: the number cannot have been reused.
+    def cloudd_pid(i) = @pids[i]
+
+    # The PID host i's socket says its daemon has (`cloudctl hello`), nil if none answers.
+    def hello_pid(i)
+      out, st = Open3.capture2e('timeout', '5', File.join(ROOT, 'bin/cloudctl'), '--socket', socket(i), 'hello')
+      st.success? ? JSON.parse(out)['pid'] : nil
+    rescue JSON::ParserError
+      nil
+    end
+
+    # Stops host i's cloudd by its PID. KILL: a crash, reaped at once; TERM: an orderly exit,
+    # KILL after 10 s. Returns the PID (nil: none was running).
+    def stop_cloudd(i, signal = 'TERM')
+      pid = @pids.delete(i) or return nil
+      begin
+        Process.kill(signal, pid)
+        Timeout.timeout(10) { Process.wait(pid) }
+      rescue Errno::ESRCH, Errno::ECHILD
+        nil
+      rescue Timeout::Error
+        Process.kill('KILL', pid)
+        Process.wait(pid)
+      end
+      pid
     end
 
     # A command in host i's network namespace (the root's filesystem); [output, status].
@@ -110,11 +142,13 @@ module LabHelper
       Open3.capture2e(env, 'ip', 'netns', 'exec', ns(i), *cmd)
     end
 
-    # `puppet apply` of manifest text on host i, as its operator would: [output, exit status].
-    def puppet_apply(i, manifest, extra = [])
+    # `puppet apply` of manifest text on host i, as its operator would: [output, exit status];
+    # timeout: seconds, then it is stopped (TERM, KILL 10 s later) and the status is 124.
+    def puppet_apply(i, manifest, extra = [], timeout: nil)
       path = File.join(@dir, "manifest-#{Process.clock_gettime(Process::CLOCK_MONOTONIC, :nanosecond)}.pp")
       File.write(path, manifest)
-      out, st = in_host(i, 'puppet', 'apply', '--detailed-exitcodes', "--modulepath=#{File.join(ROOT, 'modules')}",
+      limit = timeout ? ['timeout', '-k', '10', timeout.to_s] : []
+      out, st = in_host(i, *limit, 'puppet', 'apply', '--detailed-exitcodes', "--modulepath=#{File.join(ROOT, 'modules')}",
                         *extra, path,
                         env: { 'CLOUD_SOCKET' => socket(i), 'CLOUD_STATE_DIR' => state(i) })
       [out.lines.reject { |l| l.include?('/proc/1/environ') || l.include?('Permission denied') }.join, st.exitstatus]
@@ -145,16 +179,7 @@ module LabHelper
     end
 
     def down
-      @pids.each_value do |pid|
-        Process.kill('TERM', pid)
-        Timeout.timeout(10) { Process.wait(pid) }
-      rescue Errno::ESRCH, Errno::ECHILD
-        nil
-      rescue Timeout::Error
-        Process.kill('KILL', pid)
-        Process.wait(pid)
-      end
-      @pids.clear
+      @pids.keys.each { |i| stop_cloudd(i) }
       system(LAB, 'down', @dir, out: File::NULL, err: File::NULL)
     end
   end

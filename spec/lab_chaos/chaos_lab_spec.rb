@@ -3,8 +3,8 @@
 # NOT YET IN THE SUITE (kept out of `rspec spec/lab` and `bash script/test`): its first runs found
 # two running copies of slots on real guests (see the issue 5 notes); run it alone, as root:
 #   rspec spec/lab_chaos/chaos_lab_spec.rb
-# It uses its own copy of the lab helper (spec/lab_chaos/lab_helper.rb: start/stop of one cloudd,
-# extra cloudd options, puppet apply with a timeout) until both are merged into spec/lab.
+# It uses the lab helper of spec/lab (start/stop of one cloudd, extra cloudd options, puppet
+# apply with a timeout were added to it for this spec).
 
 # The chaos test on real guests (issue 5, item 4): a shorter run of test/chaos/chaos_harness.rb's
 # test in the lab (test/lab/lab). Three pool hosts, each a network namespace with its own
@@ -66,7 +66,7 @@ require 'fileutils'
 require 'json'
 require 'open3'
 require 'time'
-require_relative 'lab_helper'
+require_relative '../lab/lab_helper'
 require_relative '../../test/chaos/chaos_harness'
 
 module ChaosLab
