@@ -5,6 +5,7 @@
  */
 #include "cl_engine.h"
 
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -33,8 +34,9 @@ struct cl_engine {
     char *state_dir;
     cl_addrs_t self;
     int readonly;
-    pthread_mutex_t act_lock;  /* one actor: every mutation of every cloud */
-    pthread_mutex_t conn_lock; /* the connection cache */
+    pthread_mutex_t act_lock;   /* one actor: every mutation of every cloud */
+    pthread_mutex_t conn_lock;  /* the connection cache */
+    pthread_mutex_t state_lock; /* read-modify-write of a state file's intent */
     conn_entry_t *conns;
     size_t nconns;
     cl_addrs_t led;          /* clouds led by this process: a new term bumps the epoch */
@@ -79,6 +81,7 @@ int cl_engine_new(const cl_engine_opts_t *o, cl_engine_t **out, cl_err_t *err)
         e->peers = *o->peers;
     pthread_mutex_init(&e->act_lock, NULL);
     pthread_mutex_init(&e->conn_lock, NULL);
+    pthread_mutex_init(&e->state_lock, NULL);
     if (o->self && o->self->n) {
         for (i = 0; i < o->self->n; i++)
             cl_addrs_add(&e->self, o->self->v[i]);
@@ -106,6 +109,7 @@ void cl_engine_free(cl_engine_t *e)
     cl_addrs_free(&e->led);
     pthread_mutex_destroy(&e->act_lock);
     pthread_mutex_destroy(&e->conn_lock);
+    pthread_mutex_destroy(&e->state_lock);
     free(e->state_dir);
     free(e);
 }
@@ -260,7 +264,67 @@ static unsigned long state_epoch(json_object *state)
     return 0;
 }
 
-/* The state document to persist: spec, epoch, leader, placement. */
+/* The intent recorded in a state document (none: running, epoch 0). */
+static void intent_read(json_object *state, cl_intent_t *o)
+{
+    json_object *in, *v;
+
+    memset(o, 0, sizeof(*o));
+    if (!state)
+        return;
+    o->known = 1;
+    if (!json_object_object_get_ex(state, "intent", &in))
+        return;
+    if (json_object_object_get_ex(in, "ensure", &v) && json_object_is_type(v, json_type_string))
+        o->stopped = strcmp(json_object_get_string(v), "stopped") == 0;
+    if (json_object_object_get_ex(in, "epoch", &v))
+        o->epoch = (uint64_t)json_object_get_int64(v);
+}
+
+/* Does a supersede b?  The newer epoch; in one epoch, stopped (the cautious answer). */
+static int intent_newer(const cl_intent_t *a, const cl_intent_t *b)
+{
+    return a->known && (!b->known || a->epoch > b->epoch ||
+                        (a->epoch == b->epoch && a->stopped && !b->stopped));
+}
+
+static void intent_put(json_object *doc, const cl_intent_t *in)
+{
+    json_object *o = json_object_new_object();
+
+    json_object_object_add(o, "ensure",
+                           json_object_new_string(in->stopped ? "stopped" : "running"));
+    json_object_object_add(o, "epoch", json_object_new_int64((int64_t)in->epoch));
+    json_object_object_add(doc, "intent", o);
+}
+
+/*
+ * Save doc as name's state, keeping the newer of its intent (*in, updated) and the one on
+ * disk: another leader may have told this host meanwhile (cl_engine_intent).
+ */
+static int state_save_intent(cl_engine_t *e, const char *name, json_object *doc, cl_intent_t *in,
+                             cl_err_t *err)
+{
+    json_object *cur = NULL;
+    cl_intent_t disk;
+    cl_err_t e2;
+    int rc;
+
+    pthread_mutex_lock(&e->state_lock);
+    cl_err_clear(&e2);
+    if (cl_state_load(e->state_dir, name, &cur, &e2) > 0) {
+        intent_read(cur, &disk);
+        if (intent_newer(&disk, in))
+            *in = disk;
+    }
+    json_object_put(cur);
+    intent_put(doc, in);
+    rc = cl_state_save(e->state_dir, name, doc, err);
+    pthread_mutex_unlock(&e->state_lock);
+    return rc;
+}
+
+/* The state document to persist: spec, epoch, leader, placement, intent. */
 static json_object *state_doc(const cl_run_t *r, const cl_slot_plan_t *p)
 {
     int li;
@@ -282,6 +346,7 @@ static json_object *state_doc(const cl_run_t *r, const cl_slot_plan_t *p)
             json_object_object_add(pl, slot, json_object_new_string(r->hosts[p[i].host].name));
     }
     json_object_object_add(o, "placement", pl);
+    intent_put(o, &r->intent);
     return o;
 }
 
@@ -353,6 +418,7 @@ static int apply_impl(cl_engine_t *e, const cl_spec_t *spec, int noop, int adopt
     if (ls < 0)
         goto cleanup;
     r.epoch = state_epoch(state);
+    intent_read(state, &r.intent);
     if (state)
         json_object_object_get_ex(state, "placement", &r.placed);
     if (gate) {
@@ -382,7 +448,7 @@ static int apply_impl(cl_engine_t *e, const cl_spec_t *spec, int noop, int adopt
         if (acting && ep != r.epoch) {
             r.epoch = (unsigned long)ep;
             doc = state_doc(&r, NULL);
-            if (cl_state_save(e->state_dir, spec->name, doc, err) < 0)
+            if (state_save_intent(e, spec->name, doc, &r.intent, err) < 0)
                 goto cleanup;
             cl_run_progress(&r, "+elected", NULL, spec->pool[li], "leading cloud %s in epoch %lu",
                             spec->name, r.epoch);
@@ -397,11 +463,34 @@ static int apply_impl(cl_engine_t *e, const cl_spec_t *spec, int noop, int adopt
          */
         r.epoch++;
         cl_addrs_add(&e->led, spec->name);
+        json_object_put(doc);
         doc = state_doc(&r, NULL);
-        if (cl_state_save(e->state_dir, spec->name, doc, err) < 0)
+        if (state_save_intent(e, spec->name, doc, &r.intent, err) < 0)
             goto cleanup;
         cl_run_progress(&r, "+elected", NULL, spec->pool[cl_engine_leader_index(e, spec)],
                         "leading cloud %s in epoch %lu", spec->name, r.epoch);
+    }
+    if (!noop && !have_lock) {
+        /*
+         * An apply (Puppet's, not a repair) orders the cloud running in this epoch, before it
+         * acts: a stop ordered earlier is superseded.  The other pool hosts are told (with the
+         * spec, which they keep for when one of them leads) -- those that answer.
+         */
+        if (r.intent.stopped || r.intent.epoch != r.epoch) {
+            r.intent.known = 1;
+            r.intent.stopped = 0;
+            r.intent.epoch = r.epoch;
+            json_object_put(doc);
+            doc = state_doc(&r, NULL);
+            if (state_save_intent(e, spec->name, doc, &r.intent, err) < 0)
+                goto cleanup;
+        }
+        if (cl_engine_elected(e, spec) && e->peers.intent) {
+            cl_intent_t *told = calloc(spec->npool, sizeof(*told));
+            if (told)
+                e->peers.intent(e->peers.ud, spec, r.epoch, "running", told);
+            free(told);
+        }
     }
     if (cl_run_observe(&r, 0, err) < 0) /* other domains' identities: when creating */
         goto cleanup;
@@ -523,7 +612,7 @@ static int apply_impl(cl_engine_t *e, const cl_spec_t *spec, int noop, int adopt
     doc = state_doc(&r, p);
     /* unchanged (a sweep that found nothing to do): not written again (no fsync) */
     if ((!state || !json_object_equal(doc, state)) &&
-        cl_state_save(e->state_dir, spec->name, doc, err) < 0)
+        state_save_intent(e, spec->name, doc, &r.intent, err) < 0)
         goto cleanup;
     /* Observe again if anything was done: the status reported is the world as it is now. */
     if (r.changed) {
@@ -574,8 +663,41 @@ static int dom_rank(const cl_spec_t *s, const cl_dom_t *d)
     return -1;
 }
 
-int cl_engine_stop(cl_engine_t *e, const char *name, const cl_spec_t *given, int noop,
-                   cl_progress_fn fn, void *ud, json_object **result, cl_err_t *err)
+/*
+ * An elected cloud's stop is ordered on every pool host before anything is removed (its intent
+ * "stopped", in this epoch), and forgotten by them once done: a leader that dies half-way is
+ * followed by one that finishes the stop, and no later leader makes the cloud again.
+ */
+static void stop_order(cl_run_t *r, json_object *state, const cl_spec_t *s)
+{
+    cl_engine_t *e = r->e;
+    cl_intent_t *told;
+    size_t i, acks = 1;
+    cl_err_t e2;
+
+    cl_err_clear(&e2);
+    r->intent.known = 1;
+    r->intent.stopped = 1;
+    r->intent.epoch = r->epoch;
+    if (state && state_save_intent(e, r->name, state, &r->intent, &e2) < 0)
+        cl_log(CL_LOG_WARN, "-stop-order", "cloud=%s %s", r->name, e2.msg);
+    if (!e->peers.intent || !(told = calloc(s->npool, sizeof(*told))))
+        return;
+    e->peers.intent(e->peers.ud, s, r->epoch, "stopped", told);
+    for (i = 0; i < s->npool; i++)
+        if (told[i].known && told[i].stopped)
+            acks++;
+    free(told);
+    if (acks <= s->npool / 2)
+        cl_run_progress(r, "-stop-order", NULL, NULL,
+                        "only %zu of %zu pool hosts recorded the stop of cloud %s: if this "
+                        "leader dies before it is done, another may keep the cloud running",
+                        acks, s->npool, r->name);
+}
+
+static int stop_impl(cl_engine_t *e, const char *name, const cl_spec_t *given, int noop,
+                     int have_lock, cl_progress_fn fn, void *ud, json_object **result,
+                     cl_err_t *err)
 {
     cl_run_t r;
     json_object *state = NULL, *res = NULL, *plan = NULL, *v;
@@ -596,8 +718,10 @@ int cl_engine_stop(cl_engine_t *e, const char *name, const cl_spec_t *given, int
             cl_err_set(err, CL_ERR_STATE, 0, NULL, "stop", "this engine is read-only");
             goto cleanup;
         }
-        pthread_mutex_lock(&e->act_lock);
-        locked = 1;
+        if (!have_lock) {
+            pthread_mutex_lock(&e->act_lock);
+            locked = 1;
+        }
     }
     ls = cl_state_load(e->state_dir, name, &state, err);
     if (ls < 0)
@@ -622,6 +746,7 @@ int cl_engine_stop(cl_engine_t *e, const char *name, const cl_spec_t *given, int
     }
     r.spec = s;
     r.epoch = state_epoch(state);
+    intent_read(state, &r.intent);
     if (cl_engine_elected(e, s) && !noop) {
         uint64_t ep = 0;
         int acting = 0, li = cl_engine_leader(e, s, &ep, &acting);
@@ -632,6 +757,7 @@ int cl_engine_stop(cl_engine_t *e, const char *name, const cl_spec_t *given, int
             goto cleanup;
         }
         r.epoch = (unsigned long)ep;
+        stop_order(&r, ls > 0 ? state : NULL, s);
     }
     if (cl_run_connect(&r, s->hypervisor, s->pool, s->npool, err) < 0)
         goto cleanup;
@@ -704,6 +830,15 @@ int cl_engine_stop(cl_engine_t *e, const char *name, const cl_spec_t *given, int
     if (cl_state_remove(e->state_dir, name, err) < 0)
         goto cleanup;
     forget_led(e, name);
+    if (cl_engine_elected(e, s)) {
+        /* done: the others forget it too (a host that misses this keeps "stopped") */
+        cl_intent_t *told = e->peers.intent ? calloc(s->npool, sizeof(*told)) : NULL;
+        if (told)
+            e->peers.intent(e->peers.ud, s, r.epoch, "forget", told);
+        free(told);
+        if (e->peers.forgotten)
+            e->peers.forgotten(e->peers.ud, name);
+    }
     cl_run_progress(&r, "-forget", NULL, NULL, "cloud %s stopped and forgotten (%d change(s))",
                     name, r.changed);
     res = json_object_new_object();
@@ -720,6 +855,12 @@ cleanup:
     cl_spec_free(stored);
     cl_run_free(&r);
     return rc;
+}
+
+int cl_engine_stop(cl_engine_t *e, const char *name, const cl_spec_t *given, int noop,
+                   cl_progress_fn fn, void *ud, json_object **result, cl_err_t *err)
+{
+    return stop_impl(e, name, given, noop, 0, fn, ud, result, err);
 }
 
 static int monitor_impl(cl_engine_t *e, const char *name, int adopt_only,
@@ -742,8 +883,47 @@ static int monitor_impl(cl_engine_t *e, const char *name, int adopt_only,
         cl_err_set(err, CL_ERR_STATE, 0, NULL, "monitor", "cloud %s is not known here", name);
         goto cleanup;
     }
-    if (cl_spec_parse(v, &spec, err) == 0)
-        rc = apply_impl(e, spec, 0, adopt_only, gate, 1, fn, ud, result, err);
+    if (cl_spec_parse(v, &spec, err) < 0)
+        goto cleanup;
+    if (cl_engine_elected(e, spec)) {
+        uint64_t ep = 0;
+        int acting = 0;
+        cl_intent_t newest;
+        intent_read(state, &newest);
+        cl_engine_leader(e, spec, &ep, &acting);
+        if (acting && adopt_only && e->peers.intent) {
+            /*
+             * A new term: what did the pool last order?  The newest intent wins; a cloud of
+             * which nothing runs is made again only if an apply ordered it running and a
+             * majority of the pool answers (a stop that reached a majority leaves one of them
+             * saying stopped; a host that forgot it does not answer: see doc/MONITOR.md).
+             */
+            cl_intent_t *asked = calloc(spec->npool, sizeof(*asked));
+            size_t i, votes = 1;
+            if (asked) {
+                e->peers.intent(e->peers.ud, spec, ep, NULL, asked);
+                for (i = 0; i < spec->npool; i++) {
+                    votes += asked[i].known != 0;
+                    if (intent_newer(&asked[i], &newest))
+                        newest = asked[i];
+                }
+            }
+            free(asked);
+            if (!newest.stopped && newest.epoch > 0 && votes > spec->npool / 2)
+                adopt_only = 0; /* an apply ordered it running: lost domains are made again */
+        }
+        if (acting && newest.stopped) {
+            /* ordered stopped (by a leader that may have died half-way): finish the stop */
+            cl_log(CL_LOG_WARN, "+stop-resume",
+                   "cloud=%s epoch=%" PRIu64 " stopped by order of epoch %" PRIu64, name, ep,
+                   newest.epoch);
+            rc = stop_impl(e, name, NULL, 0, 1, fn, ud, result, err);
+            if (rc == 0)
+                json_object_object_add(*result, "stopped", json_object_new_boolean(1));
+            goto cleanup;
+        }
+    }
+    rc = apply_impl(e, spec, 0, adopt_only, gate, 1, fn, ud, result, err);
 
 cleanup:
     pthread_mutex_unlock(&e->act_lock);
@@ -908,6 +1088,62 @@ cleanup:
     json_object_put(state);
     cl_spec_free(spec);
     cl_run_free(&r);
+    return rc;
+}
+
+int cl_engine_intent(cl_engine_t *e, const char *name, const char *set, uint64_t epoch,
+                     const cl_spec_t *spec, cl_intent_t *out, cl_err_t *err)
+{
+    json_object *state = NULL;
+    cl_intent_t cur;
+    int rc = -1, ls;
+
+    memset(out, 0, sizeof(*out));
+    pthread_mutex_lock(&e->state_lock);
+    ls = cl_state_load(e->state_dir, name, &state, err);
+    if (ls < 0)
+        goto cleanup;
+    rc = 0;
+    if (ls == 0)
+        goto cleanup; /* not known (never joined, or forgotten): out->known 0 */
+    intent_read(state, &cur);
+    if (set && strcmp(set, "forget") == 0) {
+        if (cur.stopped) {
+            if (cl_state_remove(e->state_dir, name, err) < 0) {
+                rc = -1;
+                goto cleanup;
+            }
+            cl_log(CL_LOG_INFO, "-forget", "cloud=%s epoch=%" PRIu64 " stopped by its leader", name,
+                   epoch);
+            rc = 1;
+            goto cleanup;
+        }
+    } else if (set && epoch >= cur.epoch) {
+        /* "running" or "stopped", ordered by a leader not older than the last one heard */
+        cl_intent_t in = {1, strcmp(set, "stopped") == 0, epoch};
+        json_object *old = NULL;
+        int new_spec = spec && !in.stopped && strcmp(spec->name, name) == 0 &&
+                       (!json_object_object_get_ex(state, "spec", &old) ||
+                        !json_object_equal(old, spec->json));
+        if (in.stopped != cur.stopped || in.epoch != cur.epoch || new_spec) {
+            if (new_spec)
+                json_object_object_add(state, "spec", json_object_get(spec->json));
+            intent_put(state, &in);
+            if (cl_state_save(e->state_dir, name, state, err) < 0) {
+                rc = -1;
+                goto cleanup;
+            }
+            if (in.stopped != cur.stopped)
+                cl_log(CL_LOG_INFO, in.stopped ? "+stop-order" : "+run-order",
+                       "cloud=%s epoch=%" PRIu64 " recorded", name, epoch);
+        }
+        cur = in;
+    }
+    *out = cur;
+
+cleanup:
+    pthread_mutex_unlock(&e->state_lock);
+    json_object_put(state);
     return rc;
 }
 

@@ -19,6 +19,18 @@
 typedef struct cl_engine cl_engine_t;
 
 /*
+ * A cloud's last ordered state (its "intent", in the state file): running or stopped, and the
+ * epoch of the leader that ordered it -- the newest epoch wins.  Every pool host keeps one, so
+ * that a new leader can tell a cloud stopped while it was away (some host says stopped) from
+ * a cloud whose domains were all lost (a majority says running): see doc/MONITOR.md.
+ */
+typedef struct cl_intent {
+    int known;      /* the host knows the cloud (has its state); 0: no answer, or forgotten */
+    int stopped;    /* ordered stopped (a stop begun, perhaps not finished) */
+    uint64_t epoch; /* the ordering leader's epoch (0: before any was recorded) */
+} cl_intent_t;
+
+/*
  * Pools of several hosts (cloudd with a peer identity supplies these; without them, or for a
  * pool of one, this host is member and leader and every host is reached through the
  * hypervisor URI).  Called from request threads: implementations lock what they share.
@@ -38,6 +50,16 @@ typedef struct cl_engine_peers {
      * the fencing wait: by then it has fenced itself (destroyed its copies), see fence_ms.
      */
     uint64_t (*silent_ms)(void *ud, const cl_spec_t *spec, const char *host);
+    /*
+     * Every other pool host's intent for spec's cloud, told first when set is "running" (with
+     * spec, which the hosts store), "stopped" or "forget" (the stop is done: forget the cloud),
+     * or only asked (set NULL), in epoch.  out[i] for pool entry i (this host's left zero;
+     * known 0: no answer).  Returns how many answered.  May be NULL (no peers).
+     */
+    size_t (*intent)(void *ud, const cl_spec_t *spec, uint64_t epoch, const char *set,
+                     cl_intent_t *out);
+    /* This daemon stopped and forgot spec's cloud by itself (a resumed stop): leave it. */
+    void (*forgotten)(void *ud, const char *cloud);
     /* A member that loses the cloud's leader for this long fences itself (0: CL_FENCE_SELF_MS) */
     uint64_t fence_ms;
 } cl_engine_peers_t;
@@ -117,6 +139,14 @@ int cl_engine_destroy_slot(cl_engine_t *e, const char *name, const char *slot, c
  * domain of cloud on this host's own hypervisor (uri).  Returns how many, or -1 and err.
  */
 int cl_engine_self_fence(cl_engine_t *e, const char *cloud, const char *uri, cl_err_t *err);
+/*
+ * A pool host's side of cl_engine_peers_t.intent: *out gets cloud name's intent here after set
+ * ("running": recorded with spec (may be NULL), when epoch is not older than the one here;
+ * "stopped": the same; "forget": the state is removed, only if it says stopped; NULL: asked).
+ * out->known 0: no state here.  Returns 1 if "forget" removed the state, else 0; -1 and err.
+ */
+int cl_engine_intent(cl_engine_t *e, const char *name, const char *set, uint64_t epoch,
+                     const cl_spec_t *spec, cl_intent_t *out, cl_err_t *err);
 /* The fencing wait of spec's cloud: how long a silent host must be before its slots move. */
 uint64_t cl_engine_fence_wait_ms(const cl_engine_t *e);
 /*

@@ -311,6 +311,63 @@ static int control_check(peer_cloud_t *c, const char *cloud, json_object *req, c
 }
 
 /*
+ * A leader asks or tells this host the cloud's intent (cl_engine_intent).  An order older than
+ * the election's epoch here is refused; a spec sent with "running" is kept only if it is of
+ * the pool this host joined.  "forget" (the stop is done) also leaves the election.
+ */
+static json_object *intent_answer(cl_peers_t *p, const char *cloud, uint64_t epoch,
+                                  uint64_t elect_epoch, json_object *args, cl_err_t *err)
+{
+    json_object *v, *res;
+    const char *set = NULL;
+    cl_spec_t *given = NULL;
+    cl_intent_t in;
+    int rc;
+
+    if (json_object_object_get_ex(args, "set", &v) && json_object_is_type(v, json_type_string))
+        set = json_object_get_string(v);
+    if (set && epoch < elect_epoch) {
+        cl_err_set(err, CL_ERR_ELECTION, CL_RPC_EPOCH_MOVED, p->address, "intent",
+                   "an order of epoch %" PRIu64 " for cloud %s, which is in epoch %" PRIu64 " here",
+                   epoch, cloud, elect_epoch);
+        return NULL;
+    }
+    if (set && strcmp(set, "running") == 0 && json_object_object_get_ex(args, "spec", &v)) {
+        cl_err_t e2;
+        cl_err_clear(&e2);
+        if (cl_spec_parse(v, &given, &e2) == 0) {
+            peer_cloud_t *c;
+            int same;
+            pthread_mutex_lock(&p->lock);
+            c = find(p, cloud);
+            same = c && strcmp(given->name, cloud) == 0 && same_pool(given, c->spec);
+            pthread_mutex_unlock(&p->lock);
+            if (!same) {
+                cl_spec_free(given);
+                given = NULL;
+            }
+        }
+    }
+    if (!p->engine) {
+        cl_spec_free(given);
+        cl_err_set(err, CL_ERR_ELECTION, 0, p->address, "intent", "this cloudd has no engine");
+        return NULL;
+    }
+    rc = cl_engine_intent(p->engine, cloud, set, epoch, given, &in, err);
+    cl_spec_free(given);
+    if (rc < 0)
+        return NULL;
+    if (rc == 1)
+        cl_peers_leave(p, cloud);
+    res = json_object_new_object();
+    json_object_object_add(res, "known", json_object_new_boolean(in.known));
+    json_object_object_add(res, "ensure",
+                           json_object_new_string(in.stopped ? "stopped" : "running"));
+    json_object_object_add(res, "epoch", json_object_new_int64((int64_t)in.epoch));
+    return res;
+}
+
+/*
  * cl_rpc's cloud-level requests, from members or from machines outside the pool, signed with
  * the cloud's key: "leader" says who leads; "control" runs a request on this daemon as if it
  * came from its socket, only while this host is the acting leader in the epoch named.
@@ -370,6 +427,8 @@ static json_object *admin(void *ud, const char *cloud, int op, uint64_t epoch, j
             p->watch(p->watch_ud, cloud, "a member saw a domain stop");
         return json_object_new_object();
     }
+    if (op == CL_RPC_INTENT)
+        return intent_answer(p, cloud, epoch, ep, args, err);
     if (!acting) {
         cl_err_set(err, CL_ERR_ELECTION, CL_RPC_NOT_LEADER, p->address, "control",
                    "%s does not lead cloud %s (%s%s)", p->address, cloud,
@@ -626,6 +685,64 @@ static uint64_t hook_silent_ms(void *ud, const cl_spec_t *spec, const char *host
     return silent < since_join ? silent : since_join;
 }
 
+/* Ask or tell each other pool host the cloud's intent (cl_engine_peers_t.intent). */
+static size_t hook_intent(void *ud, const cl_spec_t *spec, uint64_t epoch, const char *set,
+                          cl_intent_t *out)
+{
+    cl_peers_t *p = ud;
+    size_t i, n = 0;
+
+    for (i = 0; i < spec->npool; i++) {
+        json_object *args, *res = NULL, *v;
+        cl_host_t *h;
+        cl_err_t err;
+        memset(&out[i], 0, sizeof(out[i]));
+        if (strcmp(spec->pool[i], p->address) == 0)
+            continue;
+        if (set && strcmp(set, "running") == 0) {
+            /* the running order goes to the hosts heard lately; the others hear the next one */
+            int ok;
+            pthread_mutex_lock(&p->lock);
+            ok = heard(p, spec->name, spec->pool[i]);
+            pthread_mutex_unlock(&p->lock);
+            if (!ok)
+                continue;
+        }
+        cl_err_clear(&err);
+        if (!(h = hook_remote(p, spec, spec->pool[i], &err)))
+            continue;
+        cl_host_remote_set_timeouts(h, CL_PEERS_QUIET_CONNECT_MS, CL_PEERS_QUIET_REPLY_MS,
+                                    CL_RPC_PING_MS);
+        args = json_object_new_object();
+        if (set)
+            json_object_object_add(args, "set", json_object_new_string(set));
+        if (set && strcmp(set, "running") == 0)
+            json_object_object_add(args, "spec", json_object_get(spec->json));
+        if (cl_host_remote_call(h, CL_RPC_INTENT, epoch, args, CL_PEERS_QUIET_REPLY_MS, &res,
+                                &err) == 0) {
+            out[i].known =
+                json_object_object_get_ex(res, "known", &v) && json_object_get_boolean(v);
+            out[i].stopped = out[i].known && json_object_object_get_ex(res, "ensure", &v) &&
+                             strcmp(json_object_get_string(v), "stopped") == 0;
+            out[i].epoch = json_object_object_get_ex(res, "epoch", &v)
+                               ? (uint64_t)json_object_get_int64(v)
+                               : 0;
+            n++;
+        } else {
+            cl_log(CL_LOG_DEBUG, "-intent", "cloud=%s host=%s %s: %s", spec->name, spec->pool[i],
+                   set ? set : "ask", err.msg);
+        }
+        json_object_put(res);
+        cl_host_free(h);
+    }
+    return n;
+}
+
+static void hook_forgotten(void *ud, const char *cloud)
+{
+    cl_peers_leave(ud, cloud);
+}
+
 void cl_peers_hooks(cl_peers_t *p, cl_engine_peers_t *out)
 {
     memset(out, 0, sizeof(*out));
@@ -633,6 +750,8 @@ void cl_peers_hooks(cl_peers_t *p, cl_engine_peers_t *out)
     out->lead = hook_lead;
     out->remote = hook_remote;
     out->silent_ms = hook_silent_ms;
+    out->intent = hook_intent;
+    out->forgotten = hook_forgotten;
     out->fence_ms = p->fence_ms;
 }
 

@@ -39,6 +39,7 @@ static const char *const op_names[CL_RPC_OP_COUNT] = {
     [CL_RPC_LEADER] = "leader",
     [CL_RPC_CONTROL] = "control",
     [CL_RPC_POKE] = "poke",
+    [CL_RPC_INTENT] = "intent",
 };
 
 static const char *const drop_names[CL_RPC_DROP_COUNT] = {
@@ -81,7 +82,7 @@ int cl_rpc_op_mutates(int op)
 
 int cl_rpc_op_admin(int op)
 {
-    return op == CL_RPC_LEADER || op == CL_RPC_CONTROL || op == CL_RPC_POKE;
+    return op == CL_RPC_LEADER || op == CL_RPC_CONTROL || op == CL_RPC_POKE || op == CL_RPC_INTENT;
 }
 
 const char *cl_rpc_drop_name(int reason)

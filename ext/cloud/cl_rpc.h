@@ -50,6 +50,9 @@ typedef enum cl_rpc_op {
     CL_RPC_CONTROL, /* {request: a control request (apply, plan, stop, status)} -> {answer, events}
                      */
     CL_RPC_POKE,    /* member -> leader: {slot, why} -> {} (a domain of the cloud stopped there) */
+    CL_RPC_INTENT,  /* leader -> member: {set: absent (ask) | "running" | "stopped" | "forget"}
+                     * -> {known, ensure, epoch}: the cloud's last ordered state (cl_engine_intent)
+                     */
     CL_RPC_OP_COUNT
 } cl_rpc_op_t;
 

@@ -464,6 +464,15 @@ static int op_args(json_object *a, request_t *rq)
             (r = str_field(a, "vol", 1, 1, CL_RPC_ID_MAX, &rq->vol)))
             return r;
         break;
+    case CL_RPC_INTENT: {
+        const char *set = NULL;
+        if ((r = str_field(a, "set", 0, 1, 16, &set)))
+            return r;
+        if (set && strcmp(set, "running") != 0 && strcmp(set, "stopped") != 0 &&
+            strcmp(set, "forget") != 0)
+            return CL_RPC_DROP_BAD_FIELD;
+        break;
+    }
     case CL_RPC_CONTROL:
         if (!json_object_object_get_ex(a, "request", &v) ||
             !json_object_is_type(v, json_type_object))

@@ -45,6 +45,7 @@ typedef struct run {
     json_object *placed;          /* the state's placement, slot -> host (borrowed; may be NULL) */
     json_object *held;            /* slots left for later: [{slot, host, why, retry_at_ms}] */
     int have_foreign;             /* foreign holds every host's other identities */
+    cl_intent_t intent;           /* the cloud's last ordered state, persisted with the state */
 } cl_run_t;
 
 /* CL_ACT_MOVE: remove the slot's domain where it is, create it on another host. */

@@ -413,9 +413,12 @@ static json_object *dispatch(outbuf_t *out, json_object *req, int *stopped, cl_e
         cl_err_set(err, CL_ERR_PROTO, 0, NULL, op, "invalid cloud name");
         goto cleanup;
     }
-    /* A member of a pool of several takes part in its election as soon as it knows the spec. */
+    /*
+     * A member of a pool of several takes part in its election as soon as it knows the spec
+     * (not for a stop: a host that forgot a stopped cloud does not join it again to stop it).
+     */
     if (spec && peers && spec->npool > 1 && cl_engine_is_member(engine, spec) &&
-        strcmp(op, "plan") != 0 && cl_peers_join(peers, spec, err) < 0)
+        strcmp(op, "plan") != 0 && strcmp(op, "stop") != 0 && cl_peers_join(peers, spec, err) < 0)
         goto cleanup;
 
     if (strcmp(op, "hello") == 0) {
@@ -459,16 +462,53 @@ static json_object *dispatch(outbuf_t *out, json_object *req, int *stopped, cl_e
             cl_engine_leader(engine, spec, NULL, &acting);
             if (!acting) {
                 /*
-                 * A member that does not lead: the leader tears the cloud down on every host;
-                 * here the cloud is forgotten (election left, state removed), so that this
-                 * host never adopts a stopped cloud if it is elected later.
+                 * A member that does not lead hands the stop to the leader, which orders it on
+                 * every pool host, tears the cloud down and tells them to forget it.  Leaving
+                 * the election here first would take the leader's majority away (the cloud's
+                 * VMs left running): without a leader, the stop fails and nothing is forgotten.
                  */
-                cl_peers_leave(peers, name);
-                if (cl_state_remove(cl_engine_state_dir(engine), name, err) < 0)
+                json_object *answer = NULL, *events = NULL, *state = NULL;
+                size_t i;
+                int known = cl_state_load(cl_engine_state_dir(engine), name, &state, err);
+                json_object_put(state);
+                if (known < 0)
                     goto cleanup;
-                res = json_object_new_object();
-                json_object_object_add(res, "changed", json_object_new_int(0));
-                json_object_object_add(res, "changes", json_object_new_array());
+                if (known == 0) {
+                    /* forgotten already (the leader's stop reached this host): nothing to do */
+                    if (peers)
+                        cl_peers_leave(peers, name);
+                    res = json_object_new_object();
+                    json_object_object_add(res, "changed", json_object_new_int(0));
+                    json_object_object_add(res, "changes", json_object_new_array());
+                    json_object_object_add(res, "forgotten", json_object_new_boolean(1));
+                    *stopped = 1;
+                    goto cleanup;
+                }
+                if (!peers || cl_peers_forward(peers, spec, req, &answer, &events, err) < 0) {
+                    /*
+                     * No leader to hand it to.  If a leader's stop order reached this host,
+                     * the stop is recorded where it counts: forgetting it here is safe.
+                     */
+                    cl_intent_t in;
+                    cl_err_t e2;
+                    cl_err_clear(&e2);
+                    if (cl_engine_intent(engine, name, NULL, 0, NULL, &in, &e2) < 0 || !in.stopped)
+                        goto cleanup;
+                    cl_err_clear(err);
+                    answer = json_object_new_object();
+                    json_object_object_add(answer, "changed", json_object_new_int(0));
+                    json_object_object_add(answer, "changes", json_object_new_array());
+                }
+                for (i = 0; events && i < json_object_array_length(events); i++)
+                    on_progress(out, json_object_array_get_idx(events, i));
+                json_object_put(events);
+                /* the leader's "forget" may have missed this host: forget it here too */
+                cl_peers_leave(peers, name);
+                if (cl_state_remove(cl_engine_state_dir(engine), name, err) < 0) {
+                    json_object_put(answer);
+                    goto cleanup;
+                }
+                res = answer;
                 json_object_object_add(res, "forgotten", json_object_new_boolean(1));
                 *stopped = 1;
                 goto cleanup;

@@ -1339,6 +1339,159 @@ static void test_stops_when_no_longer_acting(void)
     eng_el = NULL;
 }
 
+/* ---------------------------------------------------------------------------------------- */
+/* Intent: what the pool last ordered decides a new term's first run                         */
+/* ---------------------------------------------------------------------------------------- */
+
+static cl_intent_t fake_answer; /* HOST2's answer to the intent hook */
+static char last_set[16];       /* the last order the engine sent ("" : asked only) */
+static int forgotten_calls;
+
+static size_t fake_intent(void *ud, const cl_spec_t *spec, uint64_t epoch, const char *set,
+                          cl_intent_t *out)
+{
+    size_t i;
+
+    (void)ud;
+    (void)epoch;
+    snprintf(last_set, sizeof(last_set), "%s", set ? set : "");
+    for (i = 0; i < spec->npool; i++)
+        memset(&out[i], 0, sizeof(out[i]));
+    if (spec->npool > 1)
+        out[1] = fake_answer;
+    return fake_answer.known ? 1 : 0;
+}
+
+static void fake_forgotten(void *ud, const char *cloud)
+{
+    (void)ud;
+    (void)cloud;
+    forgotten_calls++;
+}
+
+/* Every domain of cloud destroyed and undefined behind the engine's back (all lost). */
+static void lose_all(const char *cloud)
+{
+    virDomainPtr *doms = NULL;
+    char want[128];
+    int n = virConnectListAllDomains(conn, &doms, 0), i;
+
+    snprintf(want, sizeof(want), "cloud=\"%s\"", cloud);
+    for (i = 0; i < n; i++) {
+        char *m = virDomainGetMetadata(doms[i], VIR_DOMAIN_METADATA_ELEMENT, CL_META_URI, 0);
+        if (m && strstr(m, want)) {
+            virDomainDestroy(doms[i]);
+            virDomainUndefine(doms[i]);
+        }
+        free(m);
+        virDomainFree(doms[i]);
+    }
+    free(doms);
+}
+
+static void test_intent(void)
+{
+    cl_engine_peers_t peers = {.lead = fake_lead,
+                               .remote = fake_remote,
+                               .intent = fake_intent,
+                               .forgotten = fake_forgotten};
+    spec_opts_t o = {0};
+    cl_engine_opts_t eo;
+    cl_addrs_t self = {0};
+    json_object *res = NULL, *v;
+    cl_intent_t in;
+    cl_spec_t *s;
+    cl_err_t err;
+    int made;
+
+    cl_addrs_add(&self, HOST);
+    memset(&eo, 0, sizeof(eo));
+    eo.state_dir = state_dir;
+    eo.self = &self;
+    eo.peers = &peers;
+    cl_err_clear(&err);
+    if (!CHECK_INT_EQ(cl_engine_new(&eo, &eng_el, &err), 0))
+        return;
+    cl_addrs_free(&self);
+    o.nservers = 2;
+    o.two_hosts = 1;
+    s = make_spec("ek", &o);
+    acting_left = 1000000;
+
+    /* an apply orders running in its epoch (7), here and to the other host, with the spec */
+    if (!CHECK_INT_EQ(cl_engine_apply(eng_el, s, 0, on_progress, NULL, &res, &err), 0))
+        goto done;
+    json_object_put(res);
+    res = NULL;
+    made = owned_count("ek");
+    CHECK_INT_EQ(made, 3);
+    CHECK_STR_EQ(last_set, "running");
+    CHECK_INT_EQ(cl_engine_intent(eng_el, "ek", NULL, 0, NULL, &in, &err), 0);
+    CHECK(in.known && !in.stopped && in.epoch == 7);
+
+    /* every domain lost; the other host answers running: a new term makes them again */
+    lose_all("ek");
+    fake_answer = (cl_intent_t){1, 0, 7};
+    CHECK_INT_EQ(cl_engine_repair(eng_el, "ek", 1, NULL, on_progress, NULL, &res, &err), 0);
+    json_object_put(res);
+    res = NULL;
+    CHECK_INT_EQ(owned_count("ek"), made);
+    CHECK_STR_EQ(last_set, "");
+
+    /* lost again, and no other host answers: no majority of a pool of two, left alone */
+    lose_all("ek");
+    fake_answer = (cl_intent_t){0, 0, 0};
+    CHECK_INT_EQ(cl_engine_repair(eng_el, "ek", 1, NULL, on_progress, NULL, &res, &err), 0);
+    json_object_put(res);
+    res = NULL;
+    CHECK_INT_EQ(owned_count("ek"), 0);
+    CHECK(state_exists("ek"));
+
+    /* the other host recorded a newer stop (its leader died half-way): the stop is finished */
+    CHECK_INT_EQ(cl_engine_apply(eng_el, s, 0, on_progress, NULL, &res, &err), 0);
+    json_object_put(res);
+    res = NULL;
+    CHECK_INT_EQ(owned_count("ek"), made);
+    fake_answer = (cl_intent_t){1, 1, 8};
+    forgotten_calls = 0;
+    CHECK_INT_EQ(cl_engine_repair(eng_el, "ek", 1, NULL, on_progress, NULL, &res, &err), 0);
+    CHECK(res && json_object_object_get_ex(res, "stopped", &v) && json_object_get_boolean(v));
+    json_object_put(res);
+    res = NULL;
+    CHECK_INT_EQ(owned_count("ek"), 0);
+    CHECK(!state_exists("ek"));
+    CHECK_STR_EQ(last_set, "forget");
+    CHECK_INT_EQ(forgotten_calls, 1);
+
+    /* a pool host's side: newest epoch wins, "forget" only after a stop */
+    fake_answer = (cl_intent_t){1, 0, 9};
+    CHECK_INT_EQ(cl_engine_apply(eng_el, s, 0, on_progress, NULL, &res, &err), 0);
+    json_object_put(res);
+    res = NULL;
+    CHECK_INT_EQ(cl_engine_intent(eng_el, "ek", "forget", 7, NULL, &in, &err), 0);
+    CHECK(state_exists("ek") && in.known && !in.stopped);
+    CHECK_INT_EQ(cl_engine_intent(eng_el, "ek", "stopped", 3, NULL, &in, &err), 0);
+    CHECK(!in.stopped && in.epoch == 7); /* older than the order it has: ignored */
+    CHECK_INT_EQ(cl_engine_intent(eng_el, "ek", "stopped", 12, NULL, &in, &err), 0);
+    CHECK(in.stopped && in.epoch == 12);
+    CHECK_INT_EQ(cl_engine_intent(eng_el, "ek", "running", 11, NULL, &in, &err), 0);
+    CHECK(in.stopped && in.epoch == 12);
+    CHECK_INT_EQ(cl_engine_intent(eng_el, "ek", "forget", 12, NULL, &in, &err), 1);
+    CHECK(!state_exists("ek"));
+    CHECK_INT_EQ(cl_engine_intent(eng_el, "ek", NULL, 0, NULL, &in, &err), 0);
+    CHECK(!in.known);
+    /* the domains it left (the state was forgotten by order): torn down with the spec */
+    CHECK_INT_EQ(cl_engine_stop(eng_el, "ek", s, 0, on_progress, NULL, &res, &err), 0);
+    json_object_put(res);
+    res = NULL;
+    CHECK_INT_EQ(owned_count("ek"), 0);
+done:
+    json_object_put(res);
+    cl_spec_free(s);
+    cl_engine_free(eng_el);
+    eng_el = NULL;
+}
+
 int main(void)
 {
     cl_engine_opts_t eo;
@@ -1384,6 +1537,7 @@ int main(void)
     test_two_hosts();
     test_refusals();
     test_stops_when_no_longer_acting();
+    test_intent();
 
     cl_engine_free(eng);
     virConnectClose(conn);
