@@ -664,10 +664,15 @@ static uint64_t hook_silent_ms(void *ud, const cl_spec_t *spec, const char *host
     /*
      * A host silent to this daemon only counts as fenced for the time this daemon has acted:
      * before that, this daemon may have been the one cut off (a minority), and the others, in
-     * the majority, had no reason to fence themselves.
+     * the majority, had no reason to fence themselves.  Plus one quorum window: the majority
+     * that made this daemon act had let its promises to the previous leader run out first
+     * (cl_bully), so that leader had stopped acting, and its fencing clock started, by then.
      */
-    if (c && c->acting_since && cl_time_now_ms() - c->acting_since < since_join)
-        since_join = cl_time_now_ms() - c->acting_since;
+    if (c && c->acting_since) {
+        uint64_t acted = cl_time_now_ms() - c->acting_since + p->timers.quorum_window_ms;
+        if (acted < since_join)
+            since_join = acted;
+    }
     st = cl_elect_status_json(p->elect, spec->name);
     pthread_mutex_unlock(&p->lock);
     if (st && json_object_object_get_ex(st, "members", &members))
