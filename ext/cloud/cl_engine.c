@@ -1151,28 +1151,44 @@ int cl_engine_self_fence(cl_engine_t *e, const char *cloud, const char *uri, cl_
 {
     cl_dom_list_t doms = {0};
     cl_virt_t *v = cl_engine_conn(e, uri, "self", err);
-    size_t i;
-    int n = 0;
+    cl_virt_stop_t *stop = NULL;
+    size_t i, k, ns = 0;
+    int n = -1;
 
     if (!v)
         return -1;
     if (cl_virt_scan(v, cloud, &doms, NULL, err) < 0)
         return -1;
-    for (i = 0; i < doms.n; i++) {
-        cl_err_t e2;
-        if (doms.v[i].state != CL_DOM_RUNNING && doms.v[i].state != CL_DOM_PAUSED)
-            continue;
-        cl_err_clear(&e2);
-        if (cl_virt_destroy(v, doms.v[i].name, "fence", &e2) < 0) {
-            cl_log(CL_LOG_ERR, "-fence", "cloud=%s slot=%s could not be stopped: %s", cloud,
-                   doms.v[i].slot, e2.msg);
-            continue;
-        }
-        cl_log(CL_LOG_WARN, "+self-fence",
-               "cloud=%s slot=%s stopped: this host lost the cloud's leader", cloud,
-               doms.v[i].slot);
-        n++;
+    stop = calloc(doms.n + 1, sizeof(*stop));
+    if (!stop) {
+        cl_err_set(err, CL_ERR_SYS, 0, cl_virt_host(v), "fence", "out of memory");
+        goto cleanup;
     }
+    for (i = 0; i < doms.n; i++)
+        if (doms.v[i].state == CL_DOM_RUNNING || doms.v[i].state == CL_DOM_PAUSED)
+            stop[ns++].name = doms.v[i].name;
+    /*
+     * All at once: each copy is paused before any is destroyed (a destroy takes 1-2 s under
+     * TCG), so that none still runs when the leader re-places them after the fencing wait.
+     */
+    n = (int)cl_virt_stop_all(v, stop, ns, "fence");
+    for (i = 0, k = 0; i < doms.n && k < ns; i++) {
+        if (stop[k].name != doms.v[i].name)
+            continue;
+        if (stop[k].state == CL_DOM_SHUTOFF)
+            cl_log(CL_LOG_WARN, "+self-fence",
+                   "cloud=%s slot=%s stopped: this host lost the cloud's leader", cloud,
+                   doms.v[i].slot);
+        else
+            cl_log(CL_LOG_ERR, "-fence", "cloud=%s slot=%s could not be stopped%s: %s", cloud,
+                   doms.v[i].slot,
+                   stop[k].state == CL_DOM_PAUSED ? " (paused: it does not run)" : "",
+                   stop[k].err.msg);
+        k++;
+    }
+
+cleanup:
+    free(stop);
     cl_dom_list_free(&doms);
     return n;
 }

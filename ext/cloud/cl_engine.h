@@ -135,8 +135,9 @@ int cl_engine_repair(cl_engine_t *e, const char *name, int adopt_only, const cl_
  */
 int cl_engine_destroy_slot(cl_engine_t *e, const char *name, const char *slot, cl_err_t *err);
 /*
- * Self-fencing of a member that lost its cloud's leader: destroy (keep defined) every running
- * domain of cloud on this host's own hypervisor (uri).  Returns how many, or -1 and err.
+ * Self-fencing of a member that lost its cloud's leader: stop every running (or paused) domain
+ * of cloud on this host's own hypervisor (uri) at once -- all paused, then all destroyed (kept
+ * defined; cl_virt_stop_all).  Returns how many were destroyed, or -1 and err.
  */
 int cl_engine_self_fence(cl_engine_t *e, const char *cloud, const char *uri, cl_err_t *err);
 /*

@@ -11,7 +11,12 @@
 /*
  * After the domains of run r converged (p: its slot plans, in dependency order): configure
  * every slot's guest on a real hypervisor (the test driver's are reported skipped).  0, or -1
- * and err naming the slot's address and the step (a guest that never answered: CL_ERR_TIMEOUT).
+ * and err naming the slot's address and the step (a guest that never answered: CL_ERR_TIMEOUT,
+ * after CL_GUEST_BOOT_MS, CL_GUEST_REPAIR_BOOT_MS in a repair run; a guest whose domain stopped
+ * while it was waited for, looked at every CL_GUEST_STATE_POLL_MS: CL_ERR_VIRT, at once, naming
+ * the slot and its pool host).  Every guest's pin in the known-hosts file follows the
+ * incarnation of its domain (cl_ssh_note_incarnation), also for the guests not configured: a
+ * slot recreated by another leader is pinned afresh, for this run and for the monitor's checks.
  */
 int cl_guests_configure(cl_run_t *r, const cl_slot_plan_t *p, cl_err_t *err);
 
@@ -38,7 +43,8 @@ size_t cl_guest_sessions_count(const cl_guest_sessions_t *s);
 
 /*
  * Run the check steps of slot i's roles in its guest (spec's ssh_key, host key pinned under
- * state_dir as cl_guests_configure does), over the session kept in s.  Each check is bounded by
+ * state_dir as cl_guests_configure does, for the incarnation the last run saw), over the
+ * session kept in s.  Each check is bounded by
  * its role's health.timeout_ms and, when it fails, run again health.retries times.  Returns 0
  * when every check passed (or no role has one), 1 when a check failed (err: the role, its exit
  * status and its last output line), -1 when the guest could not be reached (err).

@@ -41,17 +41,45 @@ static uint64_t min_u64(uint64_t a, uint64_t b)
     return a < b ? a : b;
 }
 
+/*
+ * While cl_ssh_wait_ready_watch waits: ask its watch (every watch_ms at most) whether to go on.
+ * 1: go on (no watch: always); 0: it gave up, for good (why: s->watch_err).
+ */
+static int watch_ok(cl_ssh_t *s)
+{
+    uint64_t now;
+
+    if (!s->watch || s->watch_stopped)
+        return !s->watch_stopped;
+    now = cl_time_now_ms();
+    if (now < s->watch_next)
+        return 1;
+    s->watch_next = now + s->watch_ms;
+    cl_err_clear(&s->watch_err);
+    if (s->watch(s->watch_ud, &s->watch_err) < 0)
+        s->watch_stopped = 1;
+    return !s->watch_stopped;
+}
+
+/* One poll of a wait ending at deadline (after now): 1 s at most, watch_ms while watched. */
+static int slice_ms(const cl_ssh_t *s, uint64_t now, uint64_t deadline)
+{
+    uint64_t ms = min_u64(deadline - now, 1000);
+
+    return (int)(s->watch ? min_u64(ms, s->watch_ms) : ms);
+}
+
 int cl_ssh_io_wait(cl_ssh_t *s, int dirs, uint64_t deadline)
 {
     struct pollfd p = {s->fd, 0, 0};
     uint64_t now = cl_time_now_ms();
     int ms;
 
-    if (now >= deadline)
+    if (now >= deadline || !watch_ok(s))
         return 0;
     if (!dirs)
         dirs = libssh2_session_block_directions(s->sess);
-    ms = deadline - now > 1000 ? 1000 : (int)(deadline - now);
+    ms = slice_ms(s, now, deadline);
     if (dirs & LIBSSH2_SESSION_BLOCK_INBOUND)
         p.events |= POLLIN;
     if (dirs & LIBSSH2_SESSION_BLOCK_OUTBOUND)
@@ -193,12 +221,12 @@ static int tcp_connect(cl_ssh_t *s, uint64_t deadline, unsigned bound_ms, cl_err
         struct pollfd p = {fd, POLLOUT, 0};
         uint64_t now = cl_time_now_ms();
         int n;
-        if (now >= deadline) {
+        if (now >= deadline || !watch_ok(s)) {
             cl_err_set(err, CL_ERR_TIMEOUT, 0, s->host, "connect",
                        "no TCP connection to port %u within %u ms", s->port, bound_ms);
             goto cleanup;
         }
-        n = poll(&p, 1, deadline - now > 1000 ? 1000 : (int)(deadline - now));
+        n = poll(&p, 1, slice_ms(s, now, deadline));
         if (n < 0 && errno != EINTR) {
             cl_err_sys(err, s->host, "connect", "poll");
             goto cleanup;
@@ -290,7 +318,7 @@ static int ssh_open(cl_ssh_t *s, uint64_t limit, int *permanent, cl_err_t *err)
     *permanent = 0;
     dl = min_u64(t0 + s->connect_ms, limit);
     if (tcp_connect(s, dl, (unsigned)(dl > t0 ? dl - t0 : 0), err) < 0)
-        return -1;
+        goto fail;
     if (!(s->sess = libssh2_session_init_ex(NULL, NULL, NULL, s))) {
         cl_err_set(err, CL_ERR_SSH, 0, s->host, "connect", "cannot create a libssh2 session");
         goto fail;
@@ -326,6 +354,11 @@ static int ssh_open(cl_ssh_t *s, uint64_t limit, int *permanent, cl_err_t *err)
 
 fail:
     cl_ssh_io_drop(s, 0);
+    if (s->watch_stopped) { /* not a timeout: the watch gave up on the guest */
+        if (err)
+            *err = s->watch_err;
+        *permanent = 1;
+    }
     return -1;
 }
 
@@ -382,7 +415,20 @@ cl_ssh_t *cl_ssh_connect(const cl_ssh_opts_t *opts, cl_err_t *err)
     return s;
 }
 
-cl_ssh_t *cl_ssh_wait_ready(const cl_ssh_opts_t *opts, uint64_t deadline, cl_err_t *err)
+/* Sleep ms milliseconds of real time (whatever the clock source), in slices while watched. */
+static void backoff_sleep(cl_ssh_t *s, uint64_t ms)
+{
+    while (ms > 0 && watch_ok(s)) {
+        uint64_t step = s->watch ? min_u64(ms, s->watch_ms) : ms;
+        struct timespec ts = {(time_t)(step / 1000), (long)(step % 1000) * 1000000L};
+        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+            ;
+        ms -= step;
+    }
+}
+
+cl_ssh_t *cl_ssh_wait_ready_watch(const cl_ssh_opts_t *opts, uint64_t deadline,
+                                  cl_ssh_watch_fn watch, void *ud, unsigned poll_ms, cl_err_t *err)
 {
     uint64_t t0 = cl_time_now_ms(), pause = CL_SSH_BACKOFF_MIN_MS, now;
     cl_ssh_t *s = ssh_new(opts, err);
@@ -392,11 +438,20 @@ cl_ssh_t *cl_ssh_wait_ready(const cl_ssh_opts_t *opts, uint64_t deadline, cl_err
 
     if (!s)
         return NULL;
+    s->watch = watch;
+    s->watch_ud = ud;
+    s->watch_ms = poll_ms ? poll_ms : 1;
+    cl_err_clear(&last);
     for (;;) {
-        struct timespec ts;
+        if (!watch_ok(s)) {
+            last = s->watch_err;
+            permanent = 1;
+            break;
+        }
         attempts++;
         cl_err_clear(&last);
         if (ssh_open(s, deadline, &permanent, &last) == 0) {
+            s->watch = NULL; /* the session outlives the wait; ud may not */
             cl_log(CL_LOG_INFO, "+ssh-ready", "host=%s port=%u attempts=%u ms=%llu", s->host,
                    s->port, attempts, (unsigned long long)(cl_time_now_ms() - t0));
             return s;
@@ -405,13 +460,9 @@ cl_ssh_t *cl_ssh_wait_ready(const cl_ssh_opts_t *opts, uint64_t deadline, cl_err
                s->port, attempts, last.op, last.msg);
         if (permanent || (now = cl_time_now_ms()) >= deadline)
             break;
-        pause = min_u64(pause, deadline - now);
-        ts.tv_sec = (time_t)(pause / 1000);
-        ts.tv_nsec = (long)(pause % 1000) * 1000000L;
-        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-            ;
+        backoff_sleep(s, min_u64(pause, deadline - now));
         pause = min_u64(pause * 2, CL_SSH_BACKOFF_MAX_MS);
-        if (cl_time_now_ms() >= deadline)
+        if (!s->watch_stopped && cl_time_now_ms() >= deadline)
             break;
     }
     if (permanent && err)
@@ -421,8 +472,16 @@ cl_ssh_t *cl_ssh_wait_ready(const cl_ssh_opts_t *opts, uint64_t deadline, cl_err
                    "no SSH session on port %u within %llu ms (%u attempts); last: %s: %s", s->port,
                    (unsigned long long)(deadline > t0 ? deadline - t0 : 0), attempts, last.op,
                    last.msg);
+    if (s->watch_stopped)
+        cl_log(CL_LOG_INFO, "-ssh-wait-abandoned", "host=%s port=%u attempts=%u ms=%llu: %s",
+               s->host, s->port, attempts, (unsigned long long)(cl_time_now_ms() - t0), last.msg);
     cl_ssh_free(s);
     return NULL;
+}
+
+cl_ssh_t *cl_ssh_wait_ready(const cl_ssh_opts_t *opts, uint64_t deadline, cl_err_t *err)
+{
+    return cl_ssh_wait_ready_watch(opts, deadline, NULL, NULL, 0, err);
 }
 
 void cl_ssh_free(cl_ssh_t *s)

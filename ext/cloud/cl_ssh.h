@@ -76,6 +76,19 @@ cl_ssh_t *cl_ssh_connect(const cl_ssh_opts_t *opts, cl_err_t *err);
  * when the deadline passes.
  */
 cl_ssh_t *cl_ssh_wait_ready(const cl_ssh_opts_t *opts, uint64_t deadline, cl_err_t *err);
+/*
+ * What cl_ssh_wait_ready_watch asks while it waits: 0 to go on waiting, -1 and err to give up
+ * at once (the guest's domain stopped: no sshd will answer).  Called on the waiting thread.
+ */
+typedef int (*cl_ssh_watch_fn)(void *ud, cl_err_t *err);
+/*
+ * cl_ssh_wait_ready that also asks watch (NULL: never) before the first attempt and then every
+ * poll_ms (cl_time_now_ms clock), between attempts and inside one (a TCP connect, a handshake
+ * or an authentication waiting on a silent guest).  When watch gives up, so does the wait, at
+ * once, with watch's err.
+ */
+cl_ssh_t *cl_ssh_wait_ready_watch(const cl_ssh_opts_t *opts, uint64_t deadline,
+                                  cl_ssh_watch_fn watch, void *ud, unsigned poll_ms, cl_err_t *err);
 /* Disconnect (bounded by CL_SSH_CLOSE_MS) and free.  NULL is allowed. */
 void cl_ssh_free(cl_ssh_t *s);
 const char *cl_ssh_host(const cl_ssh_t *s);
@@ -127,9 +140,22 @@ int cl_ssh_upload(cl_ssh_t *s, const char *path, const void *data, size_t len, u
 
 /*
  * Drop the pinned key of host:port from known_hosts (for a guest recreated with a new disk),
- * so the next connection pins afresh.  The number of entries removed (0 if none), or -1.
+ * and its recorded incarnation, so the next connection pins afresh.  The number of pinned keys
+ * removed (0 if none), or -1.
  */
 int cl_ssh_forget_host(const char *known_hosts, const char *host, unsigned port, cl_err_t *err);
+/*
+ * Record which incarnation of a guest answers at host:port now: id is an opaque one-line text
+ * that changes when the guest gets a new disk (so a new host key), e.g. where and in which
+ * epoch its domain was defined.  It is kept beside the pin, as a comment line OpenSSH ignores
+ * ("#cl-incarnation <[address]:port> <id>").  When the recorded id differs, the guest was
+ * recreated (by another leader, say): its pin is dropped and the next connection pins the new
+ * key.  With the same id the pin stays, and a changed key is still refused.  A pin without a
+ * recorded id (made before ids were recorded, or since the last cl_ssh_forget_host, which
+ * drops the id too) is kept and taken as id's.  The number of pins dropped (0: none), or -1.
+ */
+int cl_ssh_note_incarnation(const char *known_hosts, const char *host, unsigned port,
+                            const char *id, cl_err_t *err);
 /*
  * prefix (may be NULL) followed by argv's words, each single-quoted ('\'' for a quote), as one
  * malloc'ed command line; NULL if out of memory or longer than CL_SSH_CMD_MAX.

@@ -25,11 +25,19 @@ struct cl_ssh {
     char fp[CL_SSH_FP_MAX];                     /* the host key's fingerprint as last seen */
     LIBSSH2_CHANNEL *parked[CL_SSH_PARKED_MAX]; /* see cl_ssh_io_channel_drop */
     unsigned nparked;
+    /* cl_ssh_wait_ready_watch's watch, set only while it runs (watch NULL otherwise) */
+    cl_ssh_watch_fn watch;
+    void *watch_ud;
+    unsigned watch_ms;   /* the longest time between two calls while waiting */
+    uint64_t watch_next; /* cl_time_now_ms of the next call */
+    int watch_stopped;   /* it gave up: every wait ends at once */
+    cl_err_t watch_err;  /* why */
 };
 
 /*
  * Wait until s's socket is ready in the directions dirs (LIBSSH2_SESSION_BLOCK_*; 0: those
- * libssh2 reports now).  1 while time is left (call libssh2 again), 0 at the deadline.
+ * libssh2 reports now).  1 while time is left (call libssh2 again), 0 at the deadline (or
+ * when the watch of a cl_ssh_wait_ready_watch gave up).
  */
 int cl_ssh_io_wait(cl_ssh_t *s, int dirs, uint64_t deadline);
 /* libssh2's last error text of s (holds no secrets: no command or data is given to it). */

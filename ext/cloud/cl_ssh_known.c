@@ -2,7 +2,9 @@
  * cl_ssh_known: host keys pinned on first contact.  The known-hosts file is OpenSSH's format
  * ("[address]:port type base64", so `ssh -o UserKnownHostsFile=FILE` can use it too), holds
  * the full key, and is only ever replaced whole (temporary file, fsync, rename) under a lock:
- * a mutex for the threads of a process, a flock of its directory for processes.
+ * a mutex for the threads of a process, a flock of its directory for processes.  Beside a pin,
+ * a comment line records which incarnation of the guest (which disk) the pin is for, so that a
+ * guest recreated behind this host's back is pinned afresh while a changed key is refused.
  */
 #include "cl_ssh_int.h"
 
@@ -19,8 +21,10 @@
 
 #include "cl_log.h"
 
-#define TYPE_MAX 64        /* a host key algorithm's name */
-#define KNOWN_NAME_MAX 300 /* a known-hosts name: "[address]:port" */
+#define TYPE_MAX 64                        /* a host key algorithm's name */
+#define KNOWN_NAME_MAX 300                 /* a known-hosts name: "[address]:port" */
+#define INCARNATION_TAG "#cl-incarnation " /* then the known-hosts name, a space and the id */
+#define INCARNATION_MAX 256                /* longest id */
 
 static pthread_mutex_t known_mutex = PTHREAD_MUTEX_INITIALIZER;
 
@@ -111,6 +115,20 @@ static int line_names(const char *line, size_t len, const char *name)
             i++;
     }
     return 0;
+}
+
+/* Is the line the incarnation record of name?  Its id into *id (not NUL-terminated), *idlen. */
+static int line_record(const char *line, size_t len, const char *name, const char **id,
+                       size_t *idlen)
+{
+    size_t tl = strlen(INCARNATION_TAG), nl = strlen(name);
+
+    if (len <= tl + nl + 1 || memcmp(line, INCARNATION_TAG, tl) != 0 ||
+        memcmp(line + tl, name, nl) != 0 || line[tl + nl] != ' ')
+        return 0;
+    *id = line + tl + nl + 1;
+    *idlen = len - tl - nl - 1;
+    return 1;
 }
 
 /* Field 1 (type) and 2 (base64 key) of a known-hosts line, malloc'ed into *type and *key. */
@@ -360,8 +378,9 @@ int cl_ssh_forget_host(const char *known_hosts, const char *host, unsigned port,
 {
     char name[KNOWN_NAME_MAX];
     char *text = NULL, *out = NULL, *line, *eol, *o;
-    size_t len;
-    int dfd = -1, removed = 0, rc = -1;
+    const char *id;
+    size_t len, idlen;
+    int dfd = -1, removed = 0, records = 0, rc = -1;
 
     if (!known_hosts || !host)
         return cl_err_set(err, CL_ERR_SSH, 0, host, "forget host", "no file or host given");
@@ -381,14 +400,87 @@ int cl_ssh_forget_host(const char *known_hosts, const char *host, unsigned port,
             removed++;
             continue;
         }
+        if (line_record(line, (size_t)(eol - line), name, &id, &idlen)) {
+            records++;
+            continue;
+        }
         memcpy(o, line, (size_t)(eol - line + (*eol ? 1 : 0)));
         o += eol - line + (*eol ? 1 : 0);
     }
-    if (removed && known_write(known_hosts, dfd, host, out, (size_t)(o - out), err) < 0)
+    if ((removed || records) &&
+        known_write(known_hosts, dfd, host, out, (size_t)(o - out), err) < 0)
         goto cleanup;
     cl_log(CL_LOG_INFO, "+ssh-forget", "host=%s port=%u entries=%d file=%s", host, port, removed,
            known_hosts);
     rc = removed;
+
+cleanup:
+    known_unlock(dfd);
+    free(text);
+    free(out);
+    return rc;
+}
+
+int cl_ssh_note_incarnation(const char *known_hosts, const char *host, unsigned port,
+                            const char *id, cl_err_t *err)
+{
+    char name[KNOWN_NAME_MAX];
+    char *text = NULL, *out = NULL, *line, *eol, *o, was[INCARNATION_MAX + 1] = "";
+    const char *rid, *p;
+    size_t len, idlen = id ? strlen(id) : 0, ridlen;
+    int dfd = -1, pins = 0, dropped = 0, recorded = 0, rc = -1;
+
+    if (!known_hosts || !host)
+        return cl_err_set(err, CL_ERR_SSH, 0, host, "hostkey", "no file or host given");
+    for (p = id; p && *p && (unsigned char)*p >= ' ' && *p != 0x7f; p++)
+        ;
+    if (!id || !*id || *p || idlen > INCARNATION_MAX)
+        return cl_err_set(err, CL_ERR_SSH, 0, host, "hostkey",
+                          "incarnation of %s: one printable line of 1 to %d characters expected",
+                          host, INCARNATION_MAX);
+    port = port ? port : 22;
+    known_name(host, port, name, sizeof(name));
+    if (known_lock(known_hosts, host, &dfd, err) < 0)
+        return -1;
+    if (known_read(known_hosts, host, &text, &len, err) < 0)
+        goto cleanup;
+    for (line = text; *line; line = *eol ? eol + 1 : eol) {
+        eol = line + strcspn(line, "\n");
+        if (line_names(line, (size_t)(eol - line), name))
+            pins++;
+        else if (line_record(line, (size_t)(eol - line), name, &rid, &ridlen) && !recorded++)
+            snprintf(was, sizeof(was), "%.*s", (int)ridlen, rid);
+    }
+    if (recorded && strcmp(was, id) == 0) {
+        rc = 0; /* the same guest: its pin stands */
+        goto cleanup;
+    }
+    /* another incarnation recorded: a new disk, so a new key (a pin without a record is kept) */
+    dropped = recorded ? pins : 0;
+    if (!(out = malloc(len + strlen(INCARNATION_TAG) + strlen(name) + idlen + 8))) {
+        cl_err_sys(err, host, "hostkey", "out of memory");
+        goto cleanup;
+    }
+    for (o = out, line = text; *line; line = *eol ? eol + 1 : eol) {
+        eol = line + strcspn(line, "\n");
+        if ((dropped && line_names(line, (size_t)(eol - line), name)) ||
+            line_record(line, (size_t)(eol - line), name, &rid, &ridlen))
+            continue;
+        memcpy(o, line, (size_t)(eol - line));
+        o += eol - line;
+        *o++ = '\n';
+    }
+    o += sprintf(o, "%s%s %s\n", INCARNATION_TAG, name, id);
+    if (known_write(known_hosts, dfd, host, out, (size_t)(o - out), err) < 0)
+        goto cleanup;
+    if (dropped)
+        cl_log(CL_LOG_INFO, "+ssh-unpin",
+               "host=%s port=%u was=%s now=%s entries=%d file=%s: a new guest, pinned afresh", host,
+               port, was, id, dropped, known_hosts);
+    else
+        cl_log(CL_LOG_DEBUG, "+ssh-incarnation", "host=%s port=%u now=%s pinned=%d file=%s", host,
+               port, id, pins, known_hosts);
+    rc = dropped;
 
 cleanup:
     known_unlock(dfd);

@@ -38,7 +38,9 @@
 #define CL_SSH_BACKOFF_MAX_MS 2000 /* ...doubling up to this */
 
 /* Guests (cl_guests): boot under TCG takes 10-60 s; a service may need a moment to answer. */
-#define CL_GUEST_BOOT_MS 600000          /* domain started -> its sshd answers */
+#define CL_GUEST_BOOT_MS 600000          /* domain started -> its sshd answers (an apply) */
+#define CL_GUEST_REPAIR_BOOT_MS 120000   /* the same in a repair run (lab guests: 15-30 s) */
+#define CL_GUEST_STATE_POLL_MS 500       /* while waiting for SSH: is the domain still running? */
 #define CL_GUEST_CHECK_MS 60000          /* a role's check is retried this long after start */
 #define CL_GUEST_CHECK_STEP_MS 30000     /* one run of a check */
 #define CL_GUEST_STOP_MS 20000           /* connecting for, and running, a stop step */
@@ -50,6 +52,7 @@
 /* Self-healing (cl_monitor, doc/MONITOR.md). */
 #define CL_FENCE_SELF_MS 1000      /* a member without its cloud's leader this long fences itself */
 #define CL_FENCE_MARGIN_MS 800     /* the leader waits fence_ms + this before re-placing a host's */
+#define CL_FENCE_PAUSE_MS 200      /* self-fence: copies paused within this, then destroyed */
 #define CL_MONITOR_SWEEP_MS 5000   /* the periodic sweep of every cloud a daemon acts on */
 #define CL_MONITOR_STABLE_MS 10000 /* a repaired domain running this long is healthy again */
 #define CL_MONITOR_TICK_MS 100     /* self-fencing and host-liveness checks */

@@ -1,7 +1,8 @@
 /*
- * cl_virt: the libvirt C API behind the core (see cl_virt.h).  Errors are copied from
- * virGetLastError() (per thread) into the caller's cl_err_t once; libvirt's own printing to
- * stderr is silenced by a quiet handler installed at start-up.
+ * cl_virt: the libvirt C API behind the core (see cl_virt.h; stopping domains is in
+ * cl_virt_stop.c).  Errors are copied from virGetLastError() (per thread) into the caller's
+ * cl_err_t once; libvirt's own printing to stderr is silenced by a quiet handler installed at
+ * start-up.
  */
 #include "cl_virt.h"
 
@@ -18,6 +19,7 @@
 #include "cl_time.h"
 #include "cl_timeouts.h"
 #include "cl_tmpl.h"
+#include "cl_virt_int.h"
 
 static int autodestroy; /* cl_virt_set_autodestroy: cloudd turns it on */
 
@@ -25,13 +27,6 @@ void cl_virt_set_autodestroy(int on)
 {
     autodestroy = on;
 }
-
-struct cl_virt {
-    virConnectPtr conn;
-    char *uri;
-    char *host;
-    int is_test;
-};
 
 /* ------------------------------------------------------------------------------------------ */
 /* Errors                                                                                     */
@@ -56,10 +51,7 @@ void cl_virt_global_init(void)
     pthread_once(&init_once, do_init);
 }
 
-static int virt_fail(const cl_virt_t *v, cl_err_t *err, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int virt_fail(const cl_virt_t *v, cl_err_t *err, const char *fmt, ...)
+int cl_virt_fail(const cl_virt_t *v, cl_err_t *err, const char *fmt, ...)
 {
     virErrorPtr e = virGetLastError();
     char op[160];
@@ -101,7 +93,7 @@ int cl_virt_open(const char *uri, const char *host, int readonly, cl_virt_t **ou
     }
     v->conn = readonly ? virConnectOpenReadOnly(uri) : virConnectOpen(uri);
     if (!v->conn) {
-        virt_fail(v, err, "connect %s", uri);
+        cl_virt_fail(v, err, "connect %s", uri);
         cl_virt_close(v);
         return -1;
     }
@@ -330,7 +322,7 @@ int cl_virt_scan(cl_virt_t *v, const char *cloud, cl_dom_list_t *owned, cl_idset
 
     n = virConnectListAllDomains(v->conn, &doms, 0);
     if (n < 0)
-        return virt_fail(v, err, "list domains");
+        return cl_virt_fail(v, err, "list domains");
     for (i = 0; i < n; i++) {
         char *meta;
         cl_dom_t tmp;
@@ -412,7 +404,7 @@ int cl_virt_define(cl_virt_t *v, const char *name, const char *xml, cl_err_t *er
     virDomainPtr d = virDomainDefineXML(v->conn, xml);
 
     if (!d)
-        return virt_fail(v, err, "define %s", name);
+        return cl_virt_fail(v, err, "define %s", name);
     virDomainFree(d);
     return 0;
 }
@@ -423,7 +415,7 @@ int cl_virt_start(cl_virt_t *v, const char *name, cl_err_t *err)
     int rc = -1;
 
     if (!d)
-        return virt_fail(v, err, "start %s", name);
+        return cl_virt_fail(v, err, "start %s", name);
     if (virDomainIsActive(d) == 1) {
         rc = 0;
         goto cleanup;
@@ -438,7 +430,7 @@ int cl_virt_start(cl_virt_t *v, const char *name, cl_err_t *err)
      */
     if (virDomainCreateWithFlags(d, !v->is_test && autodestroy ? VIR_DOMAIN_START_AUTODESTROY : 0) <
         0) {
-        virt_fail(v, err, "start %s", name);
+        cl_virt_fail(v, err, "start %s", name);
         cl_log(CL_LOG_INFO, "-vm-run", "dom=%s why=start-failed", name);
         goto cleanup;
     }
@@ -449,11 +441,7 @@ cleanup:
     return rc;
 }
 
-/*
- * The domain named name into *d: 1; 0 if there is none (not an error for who wants it gone);
- * -1 and err if libvirt could not say.
- */
-static int lookup_maybe(cl_virt_t *v, const char *name, virDomainPtr *d, cl_err_t *err)
+int cl_virt_lookup(cl_virt_t *v, const char *name, virDomainPtr *d, cl_err_t *err)
 {
     *d = virDomainLookupByName(v->conn, name);
     if (*d)
@@ -462,36 +450,7 @@ static int lookup_maybe(cl_virt_t *v, const char *name, virDomainPtr *d, cl_err_
         virResetLastError();
         return 0;
     }
-    return virt_fail(v, err, "look up %s", name);
-}
-
-int cl_virt_destroy(cl_virt_t *v, const char *name, const char *why, cl_err_t *err)
-{
-    virDomainPtr d;
-    int rc = lookup_maybe(v, name, &d, err);
-
-    if (rc <= 0)
-        return rc;
-    rc = -1;
-    if (virDomainIsActive(d) == 1) {
-        /*
-         * Logged before: a repair may start it again before virDomainDestroy returns here, and
-         * the lines of one domain must stay in order.
-         */
-        cl_log(CL_LOG_INFO, "-vm-run", "dom=%s why=%s", name, why);
-        cl_log_flush();
-        if (virDomainDestroy(d) < 0 && virDomainIsActive(d) == 1) {
-            virt_fail(v, err, "destroy %s", name);
-            cl_log(CL_LOG_INFO, "+vm-run", "dom=%s why=destroy-failed", name);
-            goto cleanup;
-        }
-    }
-    virResetLastError();
-    rc = 0;
-
-cleanup:
-    virDomainFree(d);
-    return rc;
+    return cl_virt_fail(v, err, "look up %s", name);
 }
 
 int cl_virt_state(cl_virt_t *v, const char *name, cl_err_t *err)
@@ -504,9 +463,9 @@ int cl_virt_state(cl_virt_t *v, const char *name, cl_err_t *err)
             virResetLastError();
             return CL_DOM_MISSING;
         }
-        return virt_fail(v, err, "look up %s", name);
+        return cl_virt_fail(v, err, "look up %s", name);
     }
-    rc = virDomainGetState(d, &st, &reason, 0) < 0 ? virt_fail(v, err, "state of %s", name)
+    rc = virDomainGetState(d, &st, &reason, 0) < 0 ? cl_virt_fail(v, err, "state of %s", name)
                                                    : map_state(st);
     virDomainFree(d);
     return rc;
@@ -532,7 +491,7 @@ int cl_virt_remove(cl_virt_t *v, const char *name, unsigned grace_ms, cl_err_t *
     virDomainPtr d;
     unsigned flags = VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA |
                      (v->is_test ? 0 : VIR_DOMAIN_UNDEFINE_NVRAM);
-    int rc = lookup_maybe(v, name, &d, err);
+    int rc = cl_virt_lookup(v, name, &d, err);
 
     if (rc <= 0)
         return rc;
@@ -547,7 +506,7 @@ int cl_virt_remove(cl_virt_t *v, const char *name, unsigned grace_ms, cl_err_t *
         }
         virResetLastError();
         if (virDomainIsActive(d) == 1 && virDomainDestroy(d) < 0 && virDomainIsActive(d) == 1) {
-            virt_fail(v, err, "destroy %s", name);
+            cl_virt_fail(v, err, "destroy %s", name);
             goto cleanup;
         }
         cl_log(CL_LOG_INFO, "-vm-run", "dom=%s why=remove", name);
@@ -556,7 +515,7 @@ int cl_virt_remove(cl_virt_t *v, const char *name, unsigned grace_ms, cl_err_t *
     if (virDomainUndefineFlags(d, flags) < 0) {
         virResetLastError();
         if (virDomainUndefine(d) < 0) {
-            virt_fail(v, err, "undefine %s", name);
+            cl_virt_fail(v, err, "undefine %s", name);
             goto cleanup;
         }
     }
@@ -596,7 +555,7 @@ int cl_virt_pool_ensure(cl_virt_t *v, const char *pool, const char *path, cl_err
                  epool, epath);
         p = virStoragePoolDefineXML(v->conn, xml, 0);
         if (!p) {
-            virt_fail(v, err, "define storage pool %s", pool);
+            cl_virt_fail(v, err, "define storage pool %s", pool);
             goto cleanup;
         }
         if (virStoragePoolBuild(p, 0) < 0)
@@ -606,7 +565,7 @@ int cl_virt_pool_ensure(cl_virt_t *v, const char *pool, const char *path, cl_err
         cl_log(CL_LOG_INFO, "+pool", "host=%s pool=%s path=%s", v->host, pool, path);
     }
     if (virStoragePoolIsActive(p) != 1 && virStoragePoolCreate(p, 0) < 0) {
-        virt_fail(v, err, "start storage pool %s", pool);
+        cl_virt_fail(v, err, "start storage pool %s", pool);
         goto cleanup;
     }
     rc = 0;
@@ -630,7 +589,7 @@ int cl_virt_overlay(cl_virt_t *v, const char *pool, const char *vol, const char 
 
     p = virStoragePoolLookupByName(v->conn, pool);
     if (!p) {
-        virt_fail(v, err, "find storage pool %s", pool);
+        cl_virt_fail(v, err, "find storage pool %s", pool);
         goto cleanup;
     }
     sv = virStorageVolLookupByName(p, vol);
@@ -676,13 +635,13 @@ int cl_virt_overlay(cl_virt_t *v, const char *pool, const char *vol, const char 
                  eback, fmt);
         sv = virStorageVolCreateXML(p, xml, 0);
         if (!sv) {
-            virt_fail(v, err, "create disk %s", vol);
+            cl_virt_fail(v, err, "create disk %s", vol);
             goto cleanup;
         }
     }
     path = virStorageVolGetPath(sv);
     if (!path) {
-        virt_fail(v, err, "path of disk %s", vol);
+        cl_virt_fail(v, err, "path of disk %s", vol);
         goto cleanup;
     }
     snprintf(path_out, len, "%s", path);
@@ -737,7 +696,7 @@ int cl_virt_vol_delete(cl_virt_t *v, const char *pool, const char *path, cl_err_
         return 0;
     }
     if (virStorageVolDelete(sv, 0) < 0)
-        rc = virt_fail(v, err, "delete disk %s", path);
+        rc = cl_virt_fail(v, err, "delete disk %s", path);
     virStorageVolFree(sv);
     return rc;
 }
@@ -757,7 +716,7 @@ int cl_virt_vol_delete_by_name(cl_virt_t *v, const char *pool, const char *vol, 
         virResetLastError();
     } else {
         if (virStorageVolDelete(sv, 0) < 0)
-            rc = virt_fail(v, err, "delete disk %s", vol);
+            rc = cl_virt_fail(v, err, "delete disk %s", vol);
         virStorageVolFree(sv);
     }
     virStoragePoolFree(p);
@@ -826,7 +785,7 @@ int cl_virt_watch(cl_virt_t *v, cl_virt_event_fn fn, void *ud, cl_err_t *err)
                                           VIR_DOMAIN_EVENT_CALLBACK(on_lifecycle), w, watch_free);
     if (id < 0) {
         free(w);
-        return virt_fail(v, err, "watch domains");
+        return cl_virt_fail(v, err, "watch domains");
     }
     return id;
 }

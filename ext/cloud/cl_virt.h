@@ -85,6 +85,30 @@ int cl_virt_remove(cl_virt_t *v, const char *name, unsigned grace_ms, cl_err_t *
  * an injected fault.  why goes into the "-vm-run" log line.  A missing domain is no error.
  */
 int cl_virt_destroy(cl_virt_t *v, const char *name, const char *why, cl_err_t *err);
+/*
+ * Pause a domain that runs (virDomainSuspend: its vCPUs stop at once; it does no work and
+ * answers nothing, but keeps its memory and stays active until destroyed), logging
+ * "-vm-run dom=.. why=.." once it is paused: a paused copy no longer runs.  1 if paused here,
+ * 0 if it was not running (missing, off, already paused), -1 and err.
+ */
+int cl_virt_suspend(cl_virt_t *v, const char *name, const char *why, cl_err_t *err);
+
+/* One domain of cl_virt_stop_all. */
+typedef struct cl_virt_stop {
+    const char *name; /* in: the domain (the caller's string) */
+    int state;        /* out: CL_DOM_SHUTOFF: destroyed, or was not running (missing too);
+                         CL_DOM_PAUSED: paused but not destroyed, CL_DOM_RUNNING: neither (err) */
+    cl_err_t err;     /* out: why it was not destroyed */
+} cl_virt_stop_t;
+/*
+ * Stop domains s[0..n) at once, for a self-fence, so that none runs on while another is being
+ * destroyed (a real guest's destroy takes 1-2 s): every running one is paused first, all in
+ * parallel, and only when every pause has returned (or after CL_FENCE_PAUSE_MS: a stuck
+ * pause holds nothing up) are they destroyed, in parallel too.  Each gets one "-vm-run dom=..
+ * why=.." line: when it is paused, or (not paused) before its destroy.  Logs "=stop-all" with
+ * the times.  Returns how many are stopped (state CL_DOM_SHUTOFF).
+ */
+size_t cl_virt_stop_all(cl_virt_t *v, cl_virt_stop_t *s, size_t n, const char *why);
 /* State of a domain by name (CL_DOM_MISSING if none). */
 int cl_virt_state(cl_virt_t *v, const char *name, cl_err_t *err);
 /* Make sure the storage pool exists and runs (a dir pool at path, created if missing). */

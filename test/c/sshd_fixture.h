@@ -11,7 +11,8 @@
  * The test becomes a child subreaper, so what sshd leaves comes to it and is ended by PID; sshd
  * dies with the test (PR_SET_PDEATHSIG), and a janitor child removes the directory even when
  * the test is killed.  A test may also have sshd listen elsewhere (listen) and show one of its
- * directories at a fixed path to sshd's sessions (fx_sshd_bind), inside the namespace only.
+ * directories at a fixed path to sshd's sessions (fx_sshd_bind), inside the namespace only,
+ * and move into a network namespace of its own first (fx_own_network: port 22 is free there).
  */
 #ifndef SSHD_FIXTURE_H
 #define SSHD_FIXTURE_H
@@ -20,12 +21,14 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdint.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -308,6 +311,29 @@ static inline int fx_sshd_bind(fx_sshd_t *fx, const char *src, const char *dst)
     else
         *slash = '\0';
     return 0;
+}
+
+/*
+ * Move the test into a network namespace of its own with loopback up (needs root): every
+ * 127.x address and port 22 are the test's, sshd may listen on 0.0.0.0:22.  0, or -1.
+ */
+static inline int fx_own_network(void)
+{
+    struct ifreq ifr;
+    int fd, rc = -1;
+
+    if (unshare(CLONE_NEWNET) < 0)
+        return -1;
+    memset(&ifr, 0, sizeof(ifr));
+    snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "lo");
+    if ((fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0)) < 0)
+        return -1;
+    if (ioctl(fd, SIOCGIFFLAGS, &ifr) == 0) {
+        ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+        rc = ioctl(fd, SIOCSIFFLAGS, &ifr);
+    }
+    close(fd);
+    return rc;
 }
 
 /* A passwd where root has /bin/sh and the fixture's home (for the private namespace). */

@@ -9,8 +9,6 @@
 #include "sshd_fixture.h"
 
 #include <json-c/json.h>
-#include <net/if.h>
-#include <sys/ioctl.h>
 
 #include "cl_err.h"
 #include "cl_guests.h"
@@ -185,26 +183,6 @@ static int check(cl_guest_sessions_t *gs, const cl_spec_t *s, size_t i, int want
     return rc;
 }
 
-/* A network namespace of our own with loopback up: port 22 is free there. */
-static int own_network(void)
-{
-    struct ifreq ifr;
-    int fd, rc = -1;
-
-    if (unshare(CLONE_NEWNET) < 0)
-        return -1;
-    memset(&ifr, 0, sizeof(ifr));
-    snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "lo");
-    if ((fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0)) < 0)
-        return -1;
-    if (ioctl(fd, SIOCGIFFLAGS, &ifr) == 0) {
-        ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
-        rc = ioctl(fd, SIOCSIFFLAGS, &ifr);
-    }
-    close(fd);
-    return rc;
-}
-
 /* sshd on 127.0.0.1:22 in our namespace, the test's guest directory at CL_ROLE_DIR. */
 static int setup_sshd(void)
 {
@@ -216,7 +194,7 @@ static int setup_sshd(void)
     snprintf(p_hostkey, sizeof(p_hostkey), "%s/hostkey", tmp);
     snprintf(guest, sizeof(guest), "%s/guest", tmp);
     snprintf(pub, sizeof(pub), "%s/client.pub", tmp);
-    if (own_network() < 0) {
+    if (fx_own_network() < 0) {
         fprintf(stderr, "test_guest_sessions: no network namespace (needs root): %s\n",
                 strerror(errno));
         return -1;
@@ -492,6 +470,7 @@ static void test_lifecycle(cl_guest_sessions_t *gs, cl_spec_t *s)
         CHECK_INT_EQ(cl_guest_sessions_count(gs), 1);
         cl_guest_sessions_drop(gs, "gs", NULL);
         CHECK_INT_EQ(cl_guest_sessions_count(gs), 0);
+        CHECK_INT_EQ(log_wait(CLOSED, closed0 + 4), closed0 + 4);
     }
     cl_spec_free(moved);
 }
@@ -515,9 +494,13 @@ int main(void)
     test_broken(gs, s);
     test_restart(gs, s);
     test_lifecycle(gs, s);
-    /* free closes what is open */
+    /* free closes what is open (a session opened for it: the tests above closed theirs) */
     {
-        int closed0 = log_count(CLOSED);
+        cl_err_t err;
+        int closed0 = log_count(CLOSED), acc0 = log_count(ACCEPTED);
+        CHECK_INT_EQ(check(gs, s, 0, 0, &err), 0);
+        CHECK_INT_EQ(log_wait(ACCEPTED, acc0 + 1), acc0 + 1);
+        CHECK_INT_EQ(cl_guest_sessions_count(gs), 1);
         cl_guest_sessions_free(gs);
         gs = NULL;
         CHECK_INT_EQ(log_wait(CLOSED, closed0 + 1), closed0 + 1);

@@ -3,8 +3,9 @@
  * (sshd_fixture.h) with throwaway keys: ed25519 host keys pinned and a changed key refused,
  * argv quoting byte for byte, scripts, stdin, exit status and signal, output caps, uploads, a
  * command timeout, one session for 100 commands and reconnected after its server died, a
- * refused client key, bounded handshakes, and readiness waits with backoff.  The guest is this
- * machine, so what a command or an upload did is also checked directly.
+ * refused client key, bounded handshakes, readiness waits with backoff (and given up when a
+ * watch says so), and the pins of recreated guests.  The guest is this machine, so what a
+ * command or an upload did is also checked directly.
  */
 #include "check.h"
 #include "sshd_fixture.h"
@@ -451,6 +452,96 @@ static void test_changed_key(cl_ssh_t *s)
     cl_ssh_result_free(&r);
 }
 
+/* "#cl-incarnation <name> <id>\n" of the test's sshd. */
+static void record_line(const char *id, char *out, size_t n)
+{
+    snprintf(out, n, "#cl-incarnation [" FX_HOST "]:%u %s\n", fx.port, id);
+}
+
+/*
+ * A pin follows the guest's incarnation: kept (and a changed key refused) while the id stays,
+ * dropped and made afresh when it changes; other entries stay, the file stays OpenSSH's.
+ * Starts with the key of hostkey2 pinned (test_changed_key), ends with no pin for sshd, which
+ * has that key again.
+ */
+static void test_incarnation(void)
+{
+    cl_ssh_opts_t o = opts(fx.port, p_client);
+    char rec[256], name[64], entry[256], out[1024], *text;
+    const char *find[] = {"ssh-keygen", "-F", name, "-f", p_known, NULL};
+    struct stat st, st2;
+    cl_ssh_t *s2;
+    cl_err_t err;
+
+    snprintf(name, sizeof(name), "[" FX_HOST "]:%u", fx.port);
+    /* a pin without a recorded id is kept: it is taken as the first id told */
+    cl_err_clear(&err);
+    CHECK_INT_EQ(cl_ssh_note_incarnation(p_known, FX_HOST, fx.port, "host=h1 epoch=5", &err), 0);
+    text = fx_read_file(p_known, NULL);
+    record_line("host=h1 epoch=5", rec, sizeof(rec));
+    CHECK_CONTAINS(text, rec);
+    CHECK_CONTAINS(text, key2_b64);
+    CHECK_CONTAINS(text, "# kept\n[127.0.0.9]:2222 ssh-ed25519 ");
+    free(text);
+    CHECK(stat(p_known, &st) == 0 && (st.st_mode & 0777) == 0600);
+    /* the same id again: nothing to write */
+    CHECK_INT_EQ(cl_ssh_note_incarnation(p_known, FX_HOST, fx.port, "host=h1 epoch=5", &err), 0);
+    CHECK(stat(p_known, &st2) == 0 && st2.st_ino == st.st_ino);
+    /* the same guest with another key: still refused */
+    fx_sshd_stop(&fx);
+    if (!CHECK_INT_EQ(sshd_start(p_hostkey1), 0))
+        return;
+    CHECK((s2 = cl_ssh_connect(&o, &err)) == NULL);
+    cl_ssh_free(s2);
+    CHECK_INT_EQ(err.code, CL_SSH_E_HOSTKEY_CHANGED);
+    /* another incarnation (recreated elsewhere, by another leader): its pin goes, and only it */
+    CHECK_INT_EQ(cl_ssh_note_incarnation(p_known, FX_HOST, fx.port, "host=h2 epoch=6", &err), 1);
+    text = fx_read_file(p_known, NULL);
+    CHECK(text && !strstr(text, key2_b64) && !strstr(text, "epoch=5"));
+    CHECK_CONTAINS(text, "# kept\n[127.0.0.9]:2222 ssh-ed25519 ");
+    free(text);
+    if (!(s2 = cl_ssh_connect(&o, &err)))
+        print_err("connect after a new incarnation", &err);
+    CHECK(s2 != NULL);
+    CHECK_STR_EQ(cl_ssh_fingerprint(s2), fp1);
+    cl_ssh_free(s2);
+    text = fx_read_file(p_known, NULL);
+    record_line("host=h2 epoch=6", rec, sizeof(rec));
+    snprintf(entry, sizeof(entry), "%s ssh-ed25519 %s\n", name, key1_b64);
+    CHECK_CONTAINS(text, rec);
+    CHECK_CONTAINS(text, entry);
+    free(text);
+    CHECK(stat(p_known, &st) == 0 && (st.st_mode & 0777) == 0600);
+    /* OpenSSH still reads the file: the record is a comment to it */
+    CHECK_INT_EQ(fx_spawn_wait(find, out, sizeof(out)), 0);
+    CHECK_CONTAINS(out, key1_b64);
+    /* an id must be one printable line */
+    CHECK_INT_EQ(cl_ssh_note_incarnation(p_known, FX_HOST, fx.port, "", &err), -1);
+    CHECK_INT_EQ(cl_ssh_note_incarnation(p_known, FX_HOST, fx.port, "a\nb", &err), -1);
+    CHECK_CONTAINS(err.msg, "incarnation");
+    CHECK_INT_EQ(cl_ssh_note_incarnation(p_known, FX_HOST, fx.port, NULL, &err), -1);
+    /* forgetting drops the record with the pin */
+    CHECK_INT_EQ(cl_ssh_forget_host(p_known, FX_HOST, fx.port, &err), 1);
+    text = fx_read_file(p_known, NULL);
+    CHECK(text && !strstr(text, "#cl-incarnation") && !strstr(text, entry));
+    CHECK_CONTAINS(text, "# kept\n[127.0.0.9]:2222 ssh-ed25519 ");
+    free(text);
+    /* a first id with no pin yet: recorded; the first contact then pins */
+    CHECK_INT_EQ(cl_ssh_note_incarnation(p_known, FX_HOST, fx.port, "host=h1 epoch=7", &err), 0);
+    CHECK_INT_EQ(cl_ssh_note_incarnation(p_known, FX_HOST, fx.port, "host=h1 epoch=8", &err), 0);
+    text = fx_read_file(p_known, NULL);
+    CHECK(text && !strstr(text, "epoch=7"));
+    CHECK_CONTAINS(text, "epoch=8");
+    free(text);
+    CHECK_INT_EQ(cl_ssh_forget_host(p_known, FX_HOST, fx.port, &err), 0);
+    text = fx_read_file(p_known, NULL);
+    CHECK(text && !strstr(text, "#cl-incarnation"));
+    free(text);
+    /* back to the key the next tests expect */
+    fx_sshd_stop(&fx);
+    CHECK_INT_EQ(sshd_start(p_hostkey2), 0);
+}
+
 static void test_refusals(void)
 {
     cl_ssh_opts_t o = opts(fx.port, p_wrong);
@@ -555,12 +646,101 @@ static void test_wait_ready(void)
     CHECK(w.took_ms >= 300 && w.took_ms < 1200);
 }
 
+/* A watch that gives up after `after` calls (-1: never), counting them. */
+typedef struct watch_rec {
+    int calls, after;
+} watch_rec_t;
+
+static int watch_fn(void *ud, cl_err_t *err)
+{
+    watch_rec_t *w = ud;
+
+    if (w->after >= 0 && ++w->calls > w->after)
+        return cl_err_set(err, CL_ERR_VIRT, 0, "h9", "wait for guest", "the domain stopped");
+    if (w->after < 0)
+        w->calls++;
+    return 0;
+}
+
+/*
+ * cl_ssh_wait_ready_watch gives up as soon as its watch does: before any attempt, between
+ * attempts (a refused port), inside one (a port that accepts and never speaks), with the
+ * watch's error; a watch that lets it go on changes nothing, and is not called after the wait.
+ */
+static void test_wait_watch(void)
+{
+    const char *echo[] = {"echo", "watched", NULL};
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    socklen_t sl = sizeof(sa);
+    cl_ssh_opts_t o = opts(dead_port, p_client);
+    watch_rec_t w = {0, 0};
+    cl_ssh_result_t r;
+    uint64_t t0;
+    cl_ssh_t *s;
+    cl_err_t err;
+    int lfd;
+
+    /* stopped already: no attempt at all */
+    t0 = cl_time_now_ms();
+    s = cl_ssh_wait_ready_watch(&o, t0 + 10000, watch_fn, &w, 100, &err);
+    CHECK(s == NULL);
+    cl_ssh_free(s);
+    CHECK(cl_time_now_ms() - t0 < 200);
+    CHECK_INT_EQ(w.calls, 1);
+    CHECK_INT_EQ(err.domain, CL_ERR_VIRT);
+    CHECK_STR_EQ(err.host, "h9");
+    CHECK_STR_EQ(err.msg, "the domain stopped");
+    /* refused, refused...: given up between attempts, at the watch's pace */
+    w.calls = 0;
+    w.after = 3;
+    t0 = cl_time_now_ms();
+    s = cl_ssh_wait_ready_watch(&o, t0 + 10000, watch_fn, &w, 100, &err);
+    CHECK(s == NULL);
+    CHECK(cl_time_now_ms() - t0 >= 250 && cl_time_now_ms() - t0 < 1000);
+    CHECK_INT_EQ(w.calls, 4);
+    CHECK_STR_EQ(err.msg, "the domain stopped");
+    /* accepted but silent: the handshake (bound 5 s) is cut short too */
+    lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (CHECK(lfd >= 0 && bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+              listen(lfd, 4) == 0 && getsockname(lfd, (struct sockaddr *)&sa, &sl) == 0)) {
+        o = opts(ntohs(sa.sin_port), p_client);
+        w.calls = 0;
+        w.after = 5;
+        t0 = cl_time_now_ms();
+        s = cl_ssh_wait_ready_watch(&o, t0 + 10000, watch_fn, &w, 100, &err);
+        CHECK(s == NULL);
+        CHECK(cl_time_now_ms() - t0 >= 400 && cl_time_now_ms() - t0 < 1500);
+        CHECK_INT_EQ(w.calls, 6);
+        CHECK_INT_EQ(err.domain, CL_ERR_VIRT);
+        CHECK_STR_EQ(err.msg, "the domain stopped");
+    }
+    if (lfd >= 0)
+        close(lfd);
+    /* a guest that answers: the watch asked first, and never again once the wait is over */
+    o = opts(fx.port, p_client);
+    w.calls = 0;
+    w.after = -1;
+    if (!(s = cl_ssh_wait_ready_watch(&o, cl_time_now_ms() + 5000, watch_fn, &w, 100, &err)))
+        print_err("wait ready, watched", &err);
+    if (CHECK(s != NULL)) {
+        int calls = w.calls;
+        CHECK(calls >= 1);
+        if (CHECK_INT_EQ(run(s, echo, NULL, &r), 0))
+            CHECK_STR_EQ(r.out, "watched\n");
+        cl_ssh_result_free(&r);
+        CHECK_INT_EQ(w.calls, calls);
+    }
+    cl_ssh_free(s);
+}
+
 /* The log has the events, and none of the secrets. */
 static void test_log(void)
 {
-    static const char *const events[] = {"+ssh-pin",    "+ssh-connect",      "+ssh-exec",
-                                         "-ssh-exec",   "+ssh-upload",       "-ssh-hostkey",
-                                         "+ssh-forget", "-ssh-session-lost", "+ssh-ready"};
+    static const char *const events[] = {"+ssh-pin",    "+ssh-connect",       "+ssh-exec",
+                                         "-ssh-exec",   "+ssh-upload",        "-ssh-hostkey",
+                                         "+ssh-forget", "-ssh-session-lost",  "+ssh-ready",
+                                         "+ssh-unpin",  "-ssh-wait-abandoned"};
     static const char *const secrets[] = {SECRET_STDIN, SECRET_SCRIPT, SECRET_FILE, SECRET_ARG};
     char *text;
     size_t i;
@@ -599,8 +779,10 @@ int main(void)
         test_many(s);
         test_reconnect(s);
         test_changed_key(s);
+        test_incarnation();
         test_refusals();
         test_wait_ready();
+        test_wait_watch();
         test_log();
     }
     cl_ssh_free(s);
