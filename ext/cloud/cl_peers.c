@@ -495,10 +495,14 @@ int cl_peers_forward(cl_peers_t *p, const cl_spec_t *spec, json_object *req, jso
             snprintf(leader, sizeof(leader), "%s", spec->pool[li]);
             self = strcmp(leader, p->address) == 0;
         }
-        pthread_mutex_unlock(&p->lock);
-        if (self)
+        if (self && cl_elect_acting(p->elect, spec->name)) {
+            pthread_mutex_unlock(&p->lock);
             return cl_err_set(err, CL_ERR_ELECTION, CL_RPC_NOT_LEADER, p->address, "handover",
                               "this host leads cloud %s: apply it here", spec->name);
+        }
+        pthread_mutex_unlock(&p->lock);
+        if (self)
+            leader[0] = '\0'; /* elected here, without a majority yet: wait as for none */
         if (leader[0] && (h = hook_remote(p, spec, leader, &e)) != NULL) {
             /* the member's own identity; the leader's answer may take a whole converge */
             cl_host_remote_set_timeouts(h, CL_RPC_CONNECT_MS, CL_CTL_REPLY_MS, CL_RPC_PING_MS);

@@ -415,9 +415,10 @@ static json_object *dispatch(outbuf_t *out, json_object *req, int *stopped, cl_e
     }
     /*
      * A member of a pool of several takes part in its election as soon as it knows the spec
-     * (not for a stop: a host that forgot a stopped cloud does not join it again to stop it).
+     * of a running cloud (not from a stop manifest, whatever the op: a host that forgot a
+     * stopped cloud does not join it again when Puppet asks its status or stops it).
      */
-    if (spec && peers && spec->npool > 1 && cl_engine_is_member(engine, spec) &&
+    if (spec && spec->running && peers && spec->npool > 1 && cl_engine_is_member(engine, spec) &&
         strcmp(op, "plan") != 0 && strcmp(op, "stop") != 0 && cl_peers_join(peers, spec, err) < 0)
         goto cleanup;
 
@@ -491,6 +492,13 @@ static json_object *dispatch(outbuf_t *out, json_object *req, int *stopped, cl_e
                      */
                     cl_intent_t in;
                     cl_err_t e2;
+                    int now_acting = 0;
+                    cl_engine_leader(engine, spec, NULL, &now_acting);
+                    if (now_acting) {
+                        /* this host was elected meanwhile: it stops the cloud itself */
+                        cl_err_clear(err);
+                        goto stop_here;
+                    }
                     cl_err_clear(&e2);
                     if (cl_engine_intent(engine, name, NULL, 0, NULL, &in, &e2) < 0 || !in.stopped)
                         goto cleanup;
@@ -514,6 +522,7 @@ static json_object *dispatch(outbuf_t *out, json_object *req, int *stopped, cl_e
                 goto cleanup;
             }
         }
+    stop_here:
         if (spec && !noop && check_leader(spec, err) < 0)
             goto cleanup;
         if (cl_engine_stop(engine, name, spec, noop, on_progress, out, &res, err) < 0)

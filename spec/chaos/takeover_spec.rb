@@ -10,62 +10,14 @@
 #
 # Three cloudd in network namespaces (test/lab/netns-pool), as the chaos test; needs root and
 # `ip netns`; daemons killed by PID and namespaces removed after each example, also on failure.
-require_relative '../../test/chaos/chaos_harness'
+require_relative 'pool_context'
 
 RSpec.describe 'a takeover after the leader is cut off' do
-  ok, why = Chaos.available?
-  before { skip why } unless ok
-
   # fence_ms 3 s: the member's takeover (about 1.2 s after the cut: the quorum window, then a
   # connect timeout) and the cut-off leader's self-fencing (3.25 s) are far apart, so the
   # outcome does not hang on a race of a few ms (with 1 s they are within ~50 ms of each other)
   cfg = Chaos::Config.from_env({ 'CHAOS_SEED' => '1', 'CHAOS_HEALTH' => '{}', 'CHAOS_FENCE_MS' => '3000' })
-  slots = (0..5).map { |k| "#{Chaos::CLOUD}-node-#{k}" }
-
-  before do
-    next unless ok
-
-    @tmp = Dir.mktmpdir('cloud-takeover')
-    @pool = Chaos::Pool.new(cfg, @tmp, ->(m) { warn m })
-    secret = File.join(@tmp, 'secret')
-    File.write(secret, Random.new.bytes(32).unpack1('H*'))
-    File.chmod(0o600, secret)
-    @spec = {
-      'name' => Chaos::CLOUD, 'type' => 'cloud', 'ensure' => 'running', 'pool' => @pool.addrs,
-      'hypervisor' => 'test:///default', 'template' => File.read(Chaos::TEMPLATE), 'secret_file' => secret,
-      'roles' => [{ 'name' => 'node', 'after' => [] }],
-      'slots' => slots.each_with_index.map do |s, k|
-        { 'name' => s, 'roles' => ['node'], 'index' => k, 'ip' => "10.0.9.#{k + 1}", 'image' => '/var/lib/cloud/images/node.qcow2' }
-      end
-    }
-    @pool.up
-    @pool.hosts.each { |i| @pool.start(i) }
-    @pool.hosts.each { |i| expect(@pool.call(i, { 'op' => 'leader', 'spec' => @spec }, timeout: 15)).to include('ok' => true) }
-    wait_for('h1 to act with every member heard') do
-      el = @pool.call(1, { 'op' => 'leader', 'spec' => @spec })&.dig('election')
-      el && el['acting'] && el['members'].all? { |m| m['alive'] }
-    end
-    expect(@pool.call(1, { 'op' => 'apply', 'spec' => @spec }, timeout: 30)).to include('ok' => true, 'changed' => 6)
-  end
-
-  after do
-    next unless @pool
-
-    @pool.stop_all
-    @pool.down
-    FileUtils.rm_rf(@tmp)
-  end
-
-  def wait_for(what, timeout = 20)
-    deadline = Chaos.mono + timeout
-    loop do
-      v = yield
-      return v if v
-      raise "timed out after #{timeout} s waiting for #{what}" if Chaos.mono > deadline
-
-      sleep 0.1
-    end
-  end
+  include_context 'a chaos pool with its cloud applied', cfg
 
   def addr(i) = @pool.addrs[i - 1]
   def status(i) = @pool.call(i, { 'op' => 'status', 'name' => Chaos::CLOUD }, timeout: 5)&.dig('clouds', 0)
