@@ -347,6 +347,14 @@ static json_object *state_doc(const cl_run_t *r, const cl_slot_plan_t *p)
     }
     json_object_object_add(o, "placement", pl);
     intent_put(o, &r->intent);
+    if (r->configured && r->spec) {
+        /* the slots' set-up incarnations, of the slots the spec still has */
+        json_object *cf = json_object_new_object(), *v;
+        for (i = 0; i < r->spec->nslots; i++)
+            if (json_object_object_get_ex(r->configured, r->spec->slots[i].name, &v))
+                json_object_object_add(cf, r->spec->slots[i].name, json_object_get(v));
+        json_object_object_add(o, "configured", cf);
+    }
     return o;
 }
 
@@ -421,6 +429,15 @@ static int apply_impl(cl_engine_t *e, const cl_spec_t *spec, int noop, int adopt
     intent_read(state, &r.intent);
     if (state)
         json_object_object_get_ex(state, "placement", &r.placed);
+    {
+        json_object *cf = NULL;
+        r.configured = json_object_new_object();
+        if (state && json_object_object_get_ex(state, "configured", &cf) &&
+            json_object_is_type(cf, json_type_object)) {
+            json_object_object_foreach(cf, k, v)
+                json_object_object_add(r.configured, k, json_object_get(v));
+        }
+    }
     if (gate) {
         /* a repair run: nothing to do unless this host acts (quietly: it is routine) */
         int acting = 0;
@@ -642,6 +659,7 @@ cleanup:
     free(p);
     free(x);
     json_object_put(r.held);
+    json_object_put(r.configured);
     cl_run_free(&r);
     return rc;
 }

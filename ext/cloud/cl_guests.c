@@ -75,6 +75,21 @@ static void note_kept(cl_run_t *r, const cl_slot_plan_t *p)
         cl_log(CL_LOG_WARN, "-ssh-incarnation", "cloud=%s slot=%s: %s", r->name, sl->name, e.msg);
 }
 
+/* Were p's roles set up in the incarnation of the guest that runs now (by this leader)? */
+static int set_up(const cl_run_t *r, const cl_slot_plan_t *p)
+{
+    json_object *v;
+    char id[256];
+
+    if (!r->configured)
+        return 1; /* a run that keeps no record (not the engine's): as set up */
+    if (!json_object_object_get_ex(r->configured, r->spec->slots[p->slot].name, &v) ||
+        !json_object_is_type(v, json_type_string))
+        return 0;
+    slot_incarnation(r, p, id, sizeof(id));
+    return strcmp(json_object_get_string(v), id) == 0;
+}
+
 /* What configure's wait for a guest watches: its domain, which must keep running. */
 typedef struct boot_watch {
     cl_run_t *r;
@@ -199,11 +214,13 @@ int cl_guests_configure(cl_run_t *r, const cl_slot_plan_t *p, cl_err_t *err)
         const cl_slot_t *sl = &r->spec->slots[p[i].slot];
         const cl_host_view_t *h = &r->hosts[p[i].host];
         /*
-         * A repair run sets up only what it repaired; no run waits for a guest whose domain
-         * does not run (a slot held for later).
+         * A repair run sets up what it repaired, and any running guest whose roles were never
+         * set up in its incarnation (a run that failed half-way, a slot another leader made);
+         * no run waits for a guest whose domain does not run (a slot held for later).
          */
         if (p[i].act == CL_ACT_NONE &&
-            (r->gate || p[i].dom < 0 || r->doms.v[p[i].dom].state != CL_DOM_RUNNING)) {
+            (p[i].dom < 0 || r->doms.v[p[i].dom].state != CL_DOM_RUNNING ||
+             (r->gate && set_up(r, &p[i])))) {
             note_kept(r, &p[i]);
             continue;
         }
@@ -227,6 +244,11 @@ int cl_guests_configure(cl_run_t *r, const cl_slot_plan_t *p, cl_err_t *err)
                               sl->name);
         if (configure(r, &p[i], err) < 0)
             return -1;
+        if (r->configured) {
+            char id[256];
+            slot_incarnation(r, &p[i], id, sizeof(id));
+            json_object_object_add(r->configured, sl->name, json_object_new_string(id));
+        }
     }
     return 0;
 }

@@ -46,6 +46,7 @@ typedef struct run {
     json_object *held;            /* slots left for later: [{slot, host, why, retry_at_ms}] */
     int have_foreign;             /* foreign holds every host's other identities */
     cl_intent_t intent;           /* the cloud's last ordered state, persisted with the state */
+    json_object *configured;      /* slot -> the incarnation whose roles were set up (owned) */
 } cl_run_t;
 
 /* CL_ACT_MOVE: remove the slot's domain where it is, create it on another host. */
