@@ -45,6 +45,7 @@ typedef struct slot_rec {
     int expect_stop;          /* the monitor stopped it itself (a domain restart) */
     int running;              /* its domain ran at the last run (checks only then) */
     int move;                 /* a check escalated to another host: move it on the next run */
+    int check_failing;        /* its last role check failed (a running domain is not healthy) */
 } slot_rec_t;
 
 typedef struct mcloud {
@@ -283,7 +284,8 @@ static int decide(void *ud, const cl_spec_t *spec, size_t slot, int failing, con
             verdict = CL_GATE_MOVE;
             goto cleanup;
         }
-        if (s->repaired_at && now - s->repaired_at >= CL_MONITOR_STABLE_MS) {
+        /* stable for a while, and its checks (if any) pass again: the escalation starts over */
+        if (s->repaired_at && now - s->repaired_at >= CL_MONITOR_STABLE_MS && !s->check_failing) {
             cl_policy_healthy(&s->pol);
             s->repaired_at = 0;
         }
@@ -503,9 +505,11 @@ static void run_checks(cl_monitor_t *m, mcloud_t *c, uint64_t now)
         pthread_mutex_lock(&m->lock);
         m->stats.checks++;
         if (rc == 0) {
+            s->check_failing = 0;
             pthread_mutex_unlock(&m->lock);
             continue;
         }
+        s->check_failing = 1;
         m->stats.check_failures++;
         snprintf(s->last_failure, sizeof(s->last_failure), "check: %.200s", err.msg);
         s->last_failure_ms = wall_ms();
