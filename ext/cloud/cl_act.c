@@ -61,6 +61,24 @@ static void hold(cl_run_t *r, const char *slot, const char *host, uint64_t retry
 }
 
 /*
+ * How many of the cloud's slots run nowhere this run sees: as many copies as a silent host may
+ * hold, each destroyed in turn there if its daemon died (libvirtd's autodestroy).
+ */
+static size_t unseen_slots(const cl_run_t *r)
+{
+    size_t i, j, n = 0;
+
+    for (i = 0; i < r->spec->nslots; i++) {
+        int seen = 0;
+        for (j = 0; j < r->doms.n && !seen; j++)
+            seen = r->doms.v[j].state == CL_DOM_RUNNING &&
+                   strcmp(r->doms.v[j].slot, r->spec->slots[i].name) == 0;
+        n += !seen;
+    }
+    return n;
+}
+
+/*
  * Why slot i (planned p) needs a repair, and whether it may have it now: a slot whose host is
  * gone waits until that host has been silent for the fencing wait (it has fenced itself by
  * then); then the gate (a repair run's policy) decides.  Adjusts p->act and ps.
@@ -85,23 +103,23 @@ static void gate_slot(cl_run_t *r, size_t i, cl_slot_plan_t *p, cl_place_slot_t 
          * since it last led), even when a stopped copy of it is here (a fenced old leader's,
          * back from a partition).  Wait for the fencing of every such host.
          */
-        uint64_t wait = cl_engine_fence_wait_ms(r->e), least = UINT64_MAX;
+        uint64_t wait = cl_engine_fence_wait_host_ms(r->e, r->spec, unseen_slots(r)), left = 0;
         size_t k;
         int kk = -1;
         for (k = 0; k < r->nhosts; k++)
             if (!r->hosts[k].host) {
                 uint64_t silent = cl_engine_silent_ms(r->e, r->spec, r->hosts[k].name);
-                if (silent < wait && silent < least) {
-                    least = silent;
+                if (silent < wait && wait - silent > left) {
+                    left = wait - silent;
                     kk = (int)k; /* the one silent for the shortest time decides */
                 }
             }
         if (kk >= 0) {
             p->act = CL_ACT_NONE;
             p->failing = CL_FAIL_HOST;
-            hold(r, sl->name, r->hosts[kk].name, now + (wait - least),
+            hold(r, sl->name, r->hosts[kk].name, now + left,
                  "waiting for %s to fence itself (silent %llu of %llu ms)", r->hosts[kk].name,
-                 (unsigned long long)least, (unsigned long long)wait);
+                 (unsigned long long)(wait - left), (unsigned long long)wait);
             return;
         }
     }
@@ -114,7 +132,7 @@ static void gate_slot(cl_run_t *r, size_t i, cl_slot_plan_t *p, cl_place_slot_t 
     }
     if (p->failing == CL_FAIL_HOST && cl_engine_elected(r->e, r->spec)) {
         uint64_t silent = cl_engine_silent_ms(r->e, r->spec, was),
-                 wait = cl_engine_fence_wait_ms(r->e);
+                 wait = cl_engine_fence_wait_host_ms(r->e, r->spec, unseen_slots(r));
         if (silent < wait) {
             p->act = CL_ACT_NONE;
             hold(r, sl->name, was, now + (wait - silent),

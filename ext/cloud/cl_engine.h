@@ -62,6 +62,13 @@ typedef struct cl_engine_peers {
     void (*forgotten)(void *ud, const char *cloud);
     /* A member that loses the cloud's leader for this long fences itself (0: CL_FENCE_SELF_MS) */
     uint64_t fence_ms;
+    /*
+     * How long one guest's destroy takes on the pool's (real) hypervisors: a host whose daemon
+     * died has its guests destroyed by libvirtd one after the other (autodestroy), so the wait
+     * for a silent host grows by this for each further copy it may hold (0: not at all; the
+     * test driver's domains end with the daemon: never counted).
+     */
+    uint64_t destroy_ms;
 } cl_engine_peers_t;
 
 /*
@@ -150,6 +157,11 @@ int cl_engine_intent(cl_engine_t *e, const char *name, const char *set, uint64_t
                      const cl_spec_t *spec, cl_intent_t *out, cl_err_t *err);
 /* The fencing wait of spec's cloud: how long a silent host must be before its slots move. */
 uint64_t cl_engine_fence_wait_ms(const cl_engine_t *e);
+/*
+ * The same for a silent host that may hold copies copies of spec's slots: one destroy_ms more
+ * for each copy after the first (on a real hypervisor).
+ */
+uint64_t cl_engine_fence_wait_host_ms(const cl_engine_t *e, const cl_spec_t *spec, size_t copies);
 /*
  * A new leader's cycle: like monitor (adopts what runs, re-places the slots of hosts that are
  * gone), but a cloud of which nothing runs anywhere is left alone (stopped, or never started).

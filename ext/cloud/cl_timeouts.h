@@ -51,6 +51,7 @@
 
 /* Self-healing (cl_monitor, doc/MONITOR.md). */
 #define CL_FENCE_SELF_MS 1000      /* a member without its cloud's leader this long fences itself */
+#define CL_FENCE_DESTROY_MS 1000   /* one guest's destroy, as a leader budgets it (--destroy-ms) */
 #define CL_FENCE_MARGIN_MS 800     /* the leader waits fence_ms + this before re-placing a host's */
 #define CL_FENCE_PAUSE_MS 200      /* self-fence: copies paused within this, then destroyed */
 #define CL_MONITOR_SWEEP_MS 5000   /* the periodic sweep of every cloud a daemon acts on */

@@ -57,6 +57,7 @@ static struct {
     cl_bully_config_t timers; /* zeros: the defaults of cl_timeouts.h */
     cl_addrs_t addresses;
     unsigned fence_ms;  /* 0: CL_FENCE_SELF_MS */
+    long destroy_ms;    /* -1: CL_FENCE_DESTROY_MS */
     unsigned sweep_ms;  /* 0: CL_MONITOR_SWEEP_MS */
     int no_sweep;       /* events and pokes only */
     int no_monitor;     /* no self-healing at all (Puppet and cloudctl monitor only) */
@@ -943,6 +944,10 @@ static void usage(FILE *fp)
         "                     doc/ELECTION.md); the same on every pool host\n"
         "  --fence-ms N       a member without its cloud's leader for N ms stops its copies\n"
         "                     of the cloud's VMs (default %d; the same on every pool host)\n"
+        "  --destroy-ms N     one guest's destroy on this pool's hypervisors: the leader waits\n"
+        "                     this much longer for a silent host per further copy it may\n"
+        "                     hold (libvirtd destroys a dead daemon's guests one by one;\n"
+        "                     default %d, 0: off; the test driver is never counted)\n"
         "  --sweep-ms N       the monitor's periodic sweep of every cloud (default %d)\n"
         "  --no-sweep         domain events and liveness only (benchmarks)\n"
         "  --no-monitor       no self-healing: repairs only by Puppet and cloudctl monitor\n"
@@ -955,7 +960,8 @@ static void usage(FILE *fp)
         "  --log FILE         log file (default: stderr; <state-dir>/cloudd.log when daemonized)\n"
         "  --pidfile FILE     write the daemon's PID there\n"
         "  --debug            verbose log\n",
-        CL_CTL_DEFAULT_SOCKET, CL_FENCE_SELF_MS, CL_MONITOR_SWEEP_MS, CLOUDD_IDLE_EXIT_MS);
+        CL_CTL_DEFAULT_SOCKET, CL_FENCE_SELF_MS, CL_FENCE_DESTROY_MS, CL_MONITOR_SWEEP_MS,
+        CLOUDD_IDLE_EXIT_MS);
 }
 
 static int parse_args(int argc, char **argv)
@@ -976,6 +982,7 @@ static int parse_args(int argc, char **argv)
                                              {"coord-timeout-ms", required_argument, NULL, 1004},
                                              {"quorum-window-ms", required_argument, NULL, 1005},
                                              {"fence-ms", required_argument, NULL, 1006},
+                                             {"destroy-ms", required_argument, NULL, 1050},
                                              {"sweep-ms", required_argument, NULL, 1007},
                                              {"no-sweep", no_argument, NULL, 1008},
                                              {"no-monitor", no_argument, NULL, 1009},
@@ -986,6 +993,7 @@ static int parse_args(int argc, char **argv)
     int c;
 
     opt.idle_exit_ms = CLOUDD_IDLE_EXIT_MS;
+    opt.destroy_ms = -1;
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (c) {
         case 's': opt.socket_path = optarg; break;
@@ -1027,6 +1035,17 @@ static int parse_args(int argc, char **argv)
                 return -1;
             }
             *(c == 1006 ? &opt.fence_ms : &opt.sweep_ms) = (unsigned)v;
+            break;
+        }
+        case 1050: {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (*end || !*optarg || v < 0 || v > 60000) {
+                fprintf(stderr, "cloudd: --destroy-ms: '%s' is not a number of ms (0..60000)\n",
+                        optarg);
+                return -1;
+            }
+            opt.destroy_ms = v;
             break;
         }
         case 1008: opt.no_sweep = 1; break;
@@ -1159,6 +1178,8 @@ int main(int argc, char **argv)
             cl_peers_set_timers(peers, &opt.timers);
             cl_peers_set_fence_ms(peers, opt.fence_ms);
             cl_peers_hooks(peers, &peer_hooks);
+            peer_hooks.destroy_ms =
+                opt.destroy_ms < 0 ? CL_FENCE_DESTROY_MS : (uint64_t)opt.destroy_ms;
             cl_peers_set_control(peers, peer_control, NULL);
             eo.peers = &peer_hooks;
         } else {

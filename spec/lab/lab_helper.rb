@@ -45,7 +45,9 @@ module LabHelper
     def initialize(dir, nhosts, cloudd_args: [])
       @dir = dir
       @nhosts = nhosts
-      @cloudd_args = cloudd_args
+      # guests under TCG take 1.2-2.3 s each to destroy (libvirtd's autodestroy of a dead
+      # daemon's guests goes one by one): the leader budgets that for a silent host
+      @cloudd_args = ['--destroy-ms', '2500', *cloudd_args]
       @pids = {}
     end
 

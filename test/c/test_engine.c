@@ -21,6 +21,7 @@
 #include "cl_net.h"
 #include "cl_spec.h"
 #include "cl_tmpl.h"
+#include "cl_timeouts.h"
 
 #define URI "test:///default"
 #define HOST "127.0.0.1"
@@ -1492,6 +1493,43 @@ done:
     eng_el = NULL;
 }
 
+/* A silent host's fencing wait grows with the copies it may hold, on a real hypervisor only. */
+static void test_fence_wait_host(void)
+{
+    cl_engine_peers_t peers = {.lead = fake_lead, .remote = fake_remote, .destroy_ms = 700};
+    spec_opts_t o = {0};
+    cl_engine_opts_t eo;
+    cl_addrs_t self = {0};
+    cl_engine_t *e = NULL;
+    cl_spec_t *s;
+    cl_err_t err;
+    const char *was;
+    uint64_t base;
+
+    cl_addrs_add(&self, HOST);
+    memset(&eo, 0, sizeof(eo));
+    eo.state_dir = state_dir;
+    eo.self = &self;
+    eo.peers = &peers;
+    cl_err_clear(&err);
+    if (!CHECK_INT_EQ(cl_engine_new(&eo, &e, &err), 0))
+        return;
+    cl_addrs_free(&self);
+    o.two_hosts = 1;
+    s = make_spec("ew", &o);
+    base = cl_engine_fence_wait_ms(e);
+    CHECK(base == CL_FENCE_SELF_MS + CL_FENCE_MARGIN_MS);
+    CHECK(cl_engine_fence_wait_host_ms(e, s, 4) == base); /* the test driver: never counted */
+    was = s->hypervisor;
+    s->hypervisor = "qemu+tcp://%{host}/system";
+    CHECK(cl_engine_fence_wait_host_ms(e, s, 0) == base);
+    CHECK(cl_engine_fence_wait_host_ms(e, s, 1) == base);
+    CHECK(cl_engine_fence_wait_host_ms(e, s, 4) == base + 3 * 700);
+    s->hypervisor = was;
+    cl_spec_free(s);
+    cl_engine_free(e);
+}
+
 int main(void)
 {
     cl_engine_opts_t eo;
@@ -1538,6 +1576,7 @@ int main(void)
     test_refusals();
     test_stops_when_no_longer_acting();
     test_intent();
+    test_fence_wait_host();
 
     cl_engine_free(eng);
     virConnectClose(conn);
