@@ -129,6 +129,13 @@ module PuppetX
           DESC
           newvalue(:running) { provider.start }
           newvalue(:stopped) { provider.stop }
+
+          # The event of a start or stop names each slot it changed, with its host.
+          def change_to_s(current, newvalue)
+            base = super
+            changes = provider.respond_to?(:slot_changes) ? provider.slot_changes : []
+            changes.empty? ? base : "#{base}: #{changes.join('; ')}"
+          end
         end
       end
 

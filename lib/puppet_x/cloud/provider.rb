@@ -93,10 +93,17 @@ module PuppetX
         end
       end
 
+      # What the last start or stop changed, one "created X on HOST" per slot change: the ensure
+      # property puts them in its event's message, so the run's report names every slot changed.
+      def slot_changes
+        @slot_changes || []
+      end
+
       # ensure => running: converge as the leader, join as a member, or hand over from outside.
       def start
         with_cloud do |cloud|
           @noticed = []
+          @slot_changes = []
           if cloud.member?
             if cloud.leader?
               report(cloud.leader_start { |event| progress(event) }, 'running')
@@ -118,6 +125,7 @@ module PuppetX
       def stop
         with_cloud do |cloud|
           @noticed = []
+          @slot_changes = []
           report(cloud.stop { |event| progress(event) }, nil)
           PuppetX::Cloud::Secret.remove(resource)
         end
@@ -163,7 +171,9 @@ module PuppetX
         tag = event['event'].to_s
         slot = event['slot']
         if slot && PROGRESS_NOTICES.key?(tag)
-          resource.notice("#{PROGRESS_NOTICES[tag]} #{slot}#{" on #{event['host']}" if event['host']}")
+          text = "#{PROGRESS_NOTICES[tag]} #{slot}#{" on #{event['host']}" if event['host']}"
+          resource.notice(text)
+          @slot_changes&.push(text)
           @noticed << slot
         else
           detail = [tag, slot, event['host'] && "on #{event['host']}"].compact.join(' ')
@@ -177,7 +187,9 @@ module PuppetX
           next if @noticed.include?(change['slot'])
           verb = CHANGE_VERBS.fetch(change['action'].to_s, change['action'].to_s)
           target = change['slot'] || change['domain'] || resource[:name]
-          resource.notice("#{verb} #{target}#{" on #{change['host']}" if change['host']}")
+          text = "#{verb} #{target}#{" on #{change['host']}" if change['host']}"
+          resource.notice(text)
+          @slot_changes&.push(text)
         end
         state = result.dig('status', 'state')
         return if wanted_state.nil? || state.nil? || state == wanted_state

@@ -196,6 +196,10 @@ describe Puppet::Type.type(:web).provider(:cloud) do
         .and_return(result.merge('changes' => changes))
       logs = capture_logs { provider.start }
       expect(notices(logs)).to eq(['started myweb-server-0 on 127.0.0.1', 'created myweb-database-0 on 127.0.0.1'])
+      # the ensure event of the report names every slot changed, with its host
+      expect(resource.property(:ensure).change_to_s(:stopped, :running))
+        .to eq("ensure changed 'stopped' to 'running': started myweb-server-0 on 127.0.0.1; " \
+               'created myweb-database-0 on 127.0.0.1')
     end
 
     it 'warns when the cloud is not running after the start' do
