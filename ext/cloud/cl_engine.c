@@ -8,6 +8,7 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,7 @@
 
 #include "cl_guests.h"
 #include "cl_log.h"
+#include "cl_metrics.h"
 #include "cl_state.h"
 #include "cl_time.h"
 #include "cl_timeouts.h"
@@ -43,6 +45,8 @@ struct cl_engine {
     cl_engine_peers_t peers; /* peers.lead == NULL: single-host behaviour */
     void (*conn_hook)(void *ud, cl_virt_t *v);
     void *conn_hook_ud;
+    cl_metrics_hist_t apply_seconds; /* cl_engine_apply (not noop) */
+    atomic_ullong applies[2];        /* ... that succeeded, failed */
 };
 
 char **cl_engine_conn_uris(cl_engine_t *e, size_t *n)
@@ -82,6 +86,8 @@ int cl_engine_new(const cl_engine_opts_t *o, cl_engine_t **out, cl_err_t *err)
     pthread_mutex_init(&e->act_lock, NULL);
     pthread_mutex_init(&e->conn_lock, NULL);
     pthread_mutex_init(&e->state_lock, NULL);
+    cl_metrics_hist_init(&e->apply_seconds, cl_metrics_duration_bounds, cl_metrics_duration_nbounds,
+                         NULL);
     if (o->self && o->self->n) {
         for (i = 0; i < o->self->n; i++)
             cl_addrs_add(&e->self, o->self->v[i]);
@@ -110,6 +116,7 @@ void cl_engine_free(cl_engine_t *e)
     pthread_mutex_destroy(&e->act_lock);
     pthread_mutex_destroy(&e->conn_lock);
     pthread_mutex_destroy(&e->state_lock);
+    cl_metrics_hist_destroy(&e->apply_seconds);
     free(e->state_dir);
     free(e);
 }
@@ -678,7 +685,27 @@ cleanup:
 int cl_engine_apply(cl_engine_t *e, const cl_spec_t *spec, int noop, cl_progress_fn fn, void *ud,
                     json_object **result, cl_err_t *err)
 {
-    return apply_impl(e, spec, noop, 0, NULL, 0, fn, ud, result, err);
+    uint64_t t0 = cl_time_real_us();
+    int rc = apply_impl(e, spec, noop, 0, NULL, 0, fn, ud, result, err);
+
+    if (!noop) {
+        cl_metrics_hist_observe(&e->apply_seconds, (double)(cl_time_real_us() - t0) / 1e6);
+        atomic_fetch_add(&e->applies[rc < 0], 1);
+    }
+    return rc;
+}
+
+void cl_engine_metrics(cl_engine_t *e, cl_metrics_buf_t *b)
+{
+    cl_metrics_family(b, "cloud_applies_total", "counter",
+                      "Applies (Puppet runs, hand-overs) converged by this daemon, by result.");
+    cl_metrics_sample(b, "cloud_applies_total", (const char *[]){"result", "ok", NULL},
+                      (double)atomic_load(&e->applies[0]));
+    cl_metrics_sample(b, "cloud_applies_total", (const char *[]){"result", "error", NULL},
+                      (double)atomic_load(&e->applies[1]));
+    cl_metrics_family(b, "cloud_apply_duration_seconds", "histogram",
+                      "Duration of the applies converged by this daemon.");
+    cl_metrics_hist_write(b, "cloud_apply_duration_seconds", NULL, &e->apply_seconds);
 }
 
 /* Rank of a domain for tear-down order: reverse dependency (balancer before database). */

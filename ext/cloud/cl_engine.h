@@ -184,5 +184,8 @@ cl_virt_t *cl_engine_conn(cl_engine_t *e, const char *uri, const char *host, cl_
 void cl_engine_set_conn_hook(cl_engine_t *e, void (*fn)(void *ud, cl_virt_t *v), void *ud);
 /* Number of clouds with state on this host. */
 size_t cl_engine_cloud_count(cl_engine_t *e);
+/* The engine's metrics (cl_metrics): applies by result and their durations. */
+struct cl_metrics_buf;
+void cl_engine_metrics(cl_engine_t *e, struct cl_metrics_buf *b);
 
 #endif

@@ -4,10 +4,13 @@
  * opens one (the cloud's ssh_key, root, the host key pinned in <state>/known_hosts/<cloud>) and
  * kept per (cloud, slot) with the address it reached: another address is another session.  A
  * step cut off by a broken transport runs once more over a new session; a check that fails or
- * times out over a live session is a failed check, run again as its role's health says.
+ * times out over a live session is a failed check, run again as its role's health says.  The
+ * cache is shared by the monitor's thread and `cloudctl exec`'s (cl_exec): a session is taken
+ * out for one thread's use and given back, so each cl_ssh_t has one user at a time.
  */
 #include "cl_guests.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,51 +28,82 @@
 /* The cache                                                                                 */
 /* ========================================================================================= */
 
-/* One slot's session and what it was opened for (all owned). */
-typedef struct entry {
+/*
+ * One session and what it was opened for (all owned).  An entry is in the list from its
+ * opening to its closing; `busy` while one thread uses it (taken out, cl_guest_sessions_take).
+ */
+struct cl_guest_session {
     char *cloud, *slot;     /* the key */
     char *ip, *key, *known; /* the target: any change means a new session */
     cl_ssh_t *ssh;          /* never NULL in a listed entry */
-} entry_t;
+    int busy;               /* a thread uses it: nobody else may */
+    int dropped;            /* dropped while busy: closed when given back */
+};
+typedef struct cl_guest_session entry_t;
 
+/*
+ * The list holds pointers, so an entry stays where it is while its thread uses it without the
+ * lock.  Several entries of one slot exist only while more than one thread needs its guest at
+ * once (a check during a `cloudctl exec`); one is kept when they are given back.
+ */
 struct cl_guest_sessions {
-    entry_t *v; /* owned, n used of cap */
+    pthread_mutex_t lock; /* v and n, every entry's busy and dropped */
+    entry_t **v;          /* owned, n used of cap */
     size_t n, cap;
 };
 
-static void entry_close(entry_t *en)
+static void entry_free(entry_t *en)
 {
+    if (!en)
+        return;
     cl_ssh_free(en->ssh); /* a polite disconnect, bounded by CL_SSH_CLOSE_MS */
     free(en->cloud);
     free(en->slot);
     free(en->ip);
     free(en->key);
     free(en->known);
-    memset(en, 0, sizeof(*en));
+    free(en);
 }
 
-static entry_t *find(cl_guest_sessions_t *s, const char *cloud, const char *slot)
+static int same_slot(const entry_t *en, const char *cloud, const char *slot)
+{
+    return strcmp(en->cloud, cloud) == 0 && strcmp(en->slot, slot) == 0;
+}
+
+/* Were a and b opened for the same guest (slot, address, key and known-hosts file)? */
+static int same_target(const entry_t *a, const entry_t *b)
+{
+    return same_slot(a, b->cloud, b->slot) && strcmp(a->ip, b->ip) == 0 &&
+           strcmp(a->key, b->key) == 0 && strcmp(a->known, b->known) == 0;
+}
+
+/* Under the lock: take en off the list (the caller closes it, after unlocking). */
+static void unlist(cl_guest_sessions_t *s, entry_t *en)
 {
     size_t k;
 
     for (k = 0; k < s->n; k++)
-        if (strcmp(s->v[k].cloud, cloud) == 0 && strcmp(s->v[k].slot, slot) == 0)
-            return &s->v[k];
-    return NULL;
+        if (s->v[k] == en) {
+            s->v[k] = s->v[--s->n];
+            return;
+        }
 }
 
-/* Close en (an element of s->v) and take it off the list. */
-static void forget(cl_guest_sessions_t *s, entry_t *en, const char *why)
+/* Close an entry that is off the list, saying why. */
+static void close_entry(entry_t *en, const char *why)
 {
     cl_log(CL_LOG_INFO, "-guest-session", "cloud=%s slot=%s ip=%s: %s", en->cloud, en->slot, en->ip,
            why);
-    entry_close(en);
-    *en = s->v[--s->n];
+    entry_free(en);
 }
 
 cl_guest_sessions_t *cl_guest_sessions_new(void)
 {
-    return calloc(1, sizeof(cl_guest_sessions_t));
+    cl_guest_sessions_t *s = calloc(1, sizeof(cl_guest_sessions_t));
+
+    if (s)
+        pthread_mutex_init(&s->lock, NULL);
+    return s;
 }
 
 void cl_guest_sessions_free(cl_guest_sessions_t *s)
@@ -79,89 +113,154 @@ void cl_guest_sessions_free(cl_guest_sessions_t *s)
     if (!s)
         return;
     for (k = 0; k < s->n; k++)
-        entry_close(&s->v[k]);
+        entry_free(s->v[k]);
     free(s->v);
+    pthread_mutex_destroy(&s->lock);
     free(s);
 }
 
 void cl_guest_sessions_drop(cl_guest_sessions_t *s, const char *cloud, const char *slot)
 {
-    entry_t *en = s && cloud && slot ? find(s, cloud, slot) : NULL;
-    size_t k;
+    entry_t **gone = NULL;
+    size_t k, ngone = 0;
 
-    if (en)
-        forget(s, en, "dropped");
+    if (!s || !cloud)
+        return;
+    pthread_mutex_lock(&s->lock);
+    gone = calloc(s->n + 1, sizeof(*gone));
     /* slot NULL: every session of the cloud (it was stopped) */
-    for (k = 0; s && cloud && !slot && k < s->n;)
-        if (strcmp(s->v[k].cloud, cloud) == 0)
-            forget(s, &s->v[k], "cloud forgotten");
-        else
+    for (k = 0; k < s->n;) {
+        entry_t *en = s->v[k];
+        if (strcmp(en->cloud, cloud) != 0 || (slot && strcmp(en->slot, slot) != 0)) {
             k++;
+        } else if (en->busy) {
+            en->dropped = 1; /* its thread gives it back: closed then */
+            k++;
+        } else if (!gone) {
+            s->v[k] = s->v[--s->n]; /* out of memory: closed here, under the lock */
+            close_entry(en, "dropped");
+        } else {
+            gone[ngone++] = en;
+            s->v[k] = s->v[--s->n];
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+    for (k = 0; k < ngone; k++)
+        close_entry(gone[k], slot ? "dropped" : "cloud forgotten");
+    free(gone);
 }
 
-size_t cl_guest_sessions_count(const cl_guest_sessions_t *s)
+size_t cl_guest_sessions_count(const cl_guest_sessions_t *cs)
 {
+    cl_guest_sessions_t *s = (cl_guest_sessions_t *)cs; /* the lock only */
     size_t k, n = 0;
 
-    for (k = 0; s && k < s->n; k++)
-        n += cl_ssh_connected(s->v[k].ssh) ? 1 : 0;
+    if (!s)
+        return 0;
+    pthread_mutex_lock(&s->lock);
+    for (k = 0; k < s->n; k++)
+        n += cl_ssh_connected(s->v[k]->ssh) ? 1 : 0;
+    pthread_mutex_unlock(&s->lock);
     return n;
 }
 
-/*
- * The session of slot i of spec: the cached one when it was opened for the same address, key
- * and known-hosts file, else a new one (cl_ssh_connect: one attempt, bounded by
- * CL_SSH_CONNECT_MS and CL_SSH_AUTH_MS).  The entry (owned by s) into *out; 0, or -1 and err.
- */
-static int session_for(cl_guest_sessions_t *s, const char *state_dir, const cl_spec_t *spec,
-                       size_t i, entry_t **out, cl_err_t *err)
+cl_guest_session_t *cl_guest_sessions_take(cl_guest_sessions_t *s, const char *state_dir,
+                                           const cl_spec_t *spec, size_t i, cl_err_t *err)
 {
-    const cl_slot_t *sl = &spec->slots[i];
-    entry_t *en = find(s, spec->name, sl->name), fresh = {0};
+    const cl_slot_t *sl;
+    entry_t *en = NULL, *stale = NULL, *fresh = NULL, **nv;
     char known[1024];
     cl_ssh_opts_t o;
-    int rc = -1;
+    size_t k;
 
+    if (!s || !state_dir || !spec || i >= spec->nslots || !spec->ssh_key || !*spec->ssh_key) {
+        cl_err_set(err, CL_ERR_SPEC, 0, NULL, "connect",
+                   "no session cache, state directory, slot %zu or ssh_key", i);
+        return NULL;
+    }
+    sl = &spec->slots[i];
     snprintf(known, sizeof(known), "%s/known_hosts/%s", state_dir, spec->name);
-    if (en && strcmp(en->ip, sl->ip) == 0 && strcmp(en->key, spec->ssh_key) == 0 &&
-        strcmp(en->known, known) == 0) {
-        *out = en;
-        return 0;
+    pthread_mutex_lock(&s->lock);
+    for (k = 0; k < s->n && !en; k++) {
+        entry_t *c = s->v[k];
+        if (c->busy || c->dropped || !same_slot(c, spec->name, sl->name))
+            continue;
+        if (strcmp(c->ip, sl->ip) == 0 && strcmp(c->key, spec->ssh_key) == 0 &&
+            strcmp(c->known, known) == 0) {
+            en = c;
+            en->busy = 1;
+        } else if (!stale) {
+            stale = c; /* its slot is somewhere else now: closed below */
+        }
     }
+    if (stale)
+        unlist(s, stale);
+    pthread_mutex_unlock(&s->lock);
+    if (stale)
+        close_entry(stale, "its address or key changed");
     if (en)
-        forget(s, en, "its address or key changed");
-    if (s->n == s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 8;
-        entry_t *nv = realloc(s->v, cap * sizeof(*nv));
-        if (!nv)
-            return cl_err_sys(err, sl->ip, "connect", "out of memory");
-        s->v = nv;
-        s->cap = cap;
-    }
+        return en;
+
     memset(&o, 0, sizeof(o));
     o.host = sl->ip;
     o.user = "root";
     o.key = spec->ssh_key;
     o.known_hosts = known;
-    fresh.cloud = strdup(spec->name);
-    fresh.slot = strdup(sl->name);
-    fresh.ip = strdup(sl->ip);
-    fresh.key = strdup(spec->ssh_key);
-    fresh.known = strdup(known);
-    if (!fresh.cloud || !fresh.slot || !fresh.ip || !fresh.key || !fresh.known) {
+    if (!(fresh = calloc(1, sizeof(*fresh))) || !(fresh->cloud = strdup(spec->name)) ||
+        !(fresh->slot = strdup(sl->name)) || !(fresh->ip = strdup(sl->ip)) ||
+        !(fresh->key = strdup(spec->ssh_key)) || !(fresh->known = strdup(known))) {
         cl_err_sys(err, sl->ip, "connect", "out of memory");
-        goto cleanup;
+        goto fail;
     }
-    if (!(fresh.ssh = cl_ssh_connect(&o, err)))
-        goto cleanup;
+    /* one attempt, bounded by CL_SSH_CONNECT_MS and CL_SSH_AUTH_MS; without the lock */
+    if (!(fresh->ssh = cl_ssh_connect(&o, err)))
+        goto fail;
     cl_log(CL_LOG_INFO, "+guest-session", "cloud=%s slot=%s ip=%s", spec->name, sl->name, sl->ip);
-    s->v[s->n] = fresh;
-    *out = &s->v[s->n++];
-    memset(&fresh, 0, sizeof(fresh)); /* s owns it now */
-    rc = 0;
-cleanup:
-    entry_close(&fresh);
-    return rc;
+    fresh->busy = 1;
+    pthread_mutex_lock(&s->lock);
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 8;
+        if (!(nv = realloc(s->v, cap * sizeof(*nv)))) {
+            pthread_mutex_unlock(&s->lock);
+            cl_err_sys(err, sl->ip, "connect", "out of memory");
+            goto fail;
+        }
+        s->v = nv;
+        s->cap = cap;
+    }
+    s->v[s->n++] = fresh; /* s owns it now */
+    pthread_mutex_unlock(&s->lock);
+    return fresh;
+fail:
+    entry_free(fresh);
+    return NULL;
+}
+
+cl_ssh_t *cl_guest_session_ssh(cl_guest_session_t *g)
+{
+    return g ? g->ssh : NULL;
+}
+
+void cl_guest_sessions_give(cl_guest_sessions_t *s, cl_guest_session_t *g, const char *why)
+{
+    size_t k;
+    int spare = 0;
+
+    if (!s || !g)
+        return;
+    pthread_mutex_lock(&s->lock);
+    g->busy = 0;
+    /* another session of the slot is kept already (two threads needed it at once) */
+    for (k = 0; !why && !g->dropped && k < s->n; k++)
+        if (s->v[k] != g && !s->v[k]->busy && !s->v[k]->dropped && same_target(s->v[k], g))
+            spare = 1;
+    if (why || g->dropped || spare)
+        unlist(s, g);
+    else
+        g = NULL; /* kept */
+    pthread_mutex_unlock(&s->lock);
+    if (g)
+        close_entry(g, why ? why : g->dropped ? "dropped" : "another one is kept");
 }
 
 /* ========================================================================================= */
@@ -257,31 +356,33 @@ static int guest_run(cl_guest_sessions_t *s, const char *state_dir, const cl_spe
                      const cl_role_t *role, cl_step_t step, unsigned timeout_ms,
                      cl_ssh_result_t *res, cl_err_t *err)
 {
-    entry_t *en = NULL;
+    cl_guest_session_t *en = NULL;
     cl_err_t e;
     int attempt;
 
     cl_err_clear(&e);
     for (attempt = 0; attempt < 2; attempt++) {
         cl_ssh_result_free(res);
-        if (session_for(s, state_dir, spec, i, &en, &e) < 0)
+        if (!(en = cl_guest_sessions_take(s, state_dir, spec, i, &e)))
             break;
-        if (run_step(en->ssh, role, step, timeout_ms, res, &e) == 0)
+        if (run_step(en->ssh, role, step, timeout_ms, res, &e) == 0) {
+            cl_guest_sessions_give(s, en, NULL);
             return RAN;
-        if (connect_failed(&e)) /* cl_ssh found the session dead and could not open another */
+        }
+        if (connect_failed(&e)) { /* cl_ssh found the session dead and could not open another */
+            cl_guest_sessions_give(s, en, "unreachable");
             break;
+        }
         if (e.domain == CL_ERR_TIMEOUT && alive(en->ssh)) {
+            cl_guest_sessions_give(s, en, NULL);
             if (err)
                 *err = e;
             return TIMED_OUT;
         }
         cl_log(CL_LOG_WARN, "-guest-session-lost", "cloud=%s slot=%s ip=%s: %s: %s%s", spec->name,
                en->slot, en->ip, e.op, e.msg, attempt ? "" : "; reconnecting");
-        forget(s, en, "broken");
-        en = NULL;
+        cl_guest_sessions_give(s, en, "broken");
     }
-    if (en)
-        forget(s, en, "unreachable");
     /* a refused or unroutable port is the guest's unreachability, not a local failure */
     if (e.domain == CL_ERR_SYS && strcmp(e.op, "connect") == 0)
         e.domain = CL_ERR_SSH;

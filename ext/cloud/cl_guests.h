@@ -7,6 +7,7 @@
 
 #include "cl_err.h"
 #include "cl_run.h"
+#include "cl_ssh.h"
 
 /*
  * After the domains of run r converged (p: its slot plans, in dependency order): configure
@@ -28,10 +29,12 @@ int cl_guests_configure(cl_run_t *r, const cl_slot_plan_t *p, cl_err_t *err);
 void cl_guests_stop(cl_run_t *r, const cl_spec_t *spec, const cl_dom_t *d, int host);
 
 /*
- * The leader's SSH sessions to running guests, kept between role checks (issue 5): one per
- * slot, opened when missing, reopened once when broken.  Not thread-safe: one monitor thread.
+ * The leader's SSH sessions to running guests, kept between role checks (issue 5) and used by
+ * `cloudctl exec` (issue 6, cl_exec): one per slot, opened when missing, reopened once when
+ * broken.  Thread-safe: a session is taken out for one thread's use and given back.
  */
 typedef struct cl_guest_sessions cl_guest_sessions_t;
+typedef struct cl_guest_session cl_guest_session_t; /* one session, taken out of the cache */
 
 cl_guest_sessions_t *cl_guest_sessions_new(void);
 void cl_guest_sessions_free(cl_guest_sessions_t *s); /* NULL-safe: closes every session */
@@ -40,6 +43,22 @@ void cl_guest_sessions_free(cl_guest_sessions_t *s); /* NULL-safe: closes every 
 void cl_guest_sessions_drop(cl_guest_sessions_t *s, const char *cloud, const char *slot);
 /* Number of sessions open (for status and the benchmark). */
 size_t cl_guest_sessions_count(const cl_guest_sessions_t *s);
+/*
+ * Take slot i's session of spec's cloud for this thread's use: the one kept when it was opened
+ * for the slot's address, spec's ssh_key and <state_dir>/known_hosts/<cloud> (as the checks
+ * open it) and no other thread uses it now; else a new one (one attempt: cl_ssh_connect,
+ * bounded by CL_SSH_CONNECT_MS and CL_SSH_AUTH_MS), listed at once.  NULL and err (cl_ssh's:
+ * op "connect", "hostkey" or "auth").  Give it back with cl_guest_sessions_give.
+ */
+cl_guest_session_t *cl_guest_sessions_take(cl_guest_sessions_t *s, const char *state_dir,
+                                           const cl_spec_t *spec, size_t i, cl_err_t *err);
+cl_ssh_t *cl_guest_session_ssh(cl_guest_session_t *g); /* borrowed from g */
+/*
+ * Give g back (taken from s): kept for the next user, or closed when why says so (logged:
+ * "broken", "unreachable"...), when its slot was dropped meanwhile, or when another session of
+ * the slot is kept already.  g is not to be used after.  NULL-safe.
+ */
+void cl_guest_sessions_give(cl_guest_sessions_t *s, cl_guest_session_t *g, const char *why);
 
 /*
  * Run the check steps of slot i's roles in its guest (spec's ssh_key, host key pinned under

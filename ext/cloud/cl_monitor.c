@@ -21,6 +21,7 @@
 #include "cl_events.h"
 #include "cl_guests.h"
 #include "cl_log.h"
+#include "cl_metrics.h"
 #include "cl_policy.h"
 #include "cl_state.h"
 #include "cl_time.h"
@@ -46,7 +47,24 @@ typedef struct slot_rec {
     int running;              /* its domain ran at the last run (checks only then) */
     int move;                 /* a check escalated to another host: move it on the next run */
     int check_failing;        /* its last role check failed (a running domain is not healthy) */
+    char host[256];           /* where the last run saw it ("": nowhere), for the metrics */
+    char state[12];           /* its domain's state at the last run ("running"...) */
+    uint64_t seen_run;        /* the cloud's run that saw it last (metrics: slots still declared) */
+    uint64_t failures;        /* failures seen (domain, host, check): a counter for the metrics */
 } slot_rec_t;
+
+/* What the monitor's repairs did, for cloud_repairs_total{action} (changes of a run, + service) */
+enum {
+    CL_MON_ACT_START,
+    CL_MON_ACT_CREATE,
+    CL_MON_ACT_REMOVE,
+    CL_MON_ACT_SETUP,
+    CL_MON_ACT_SERVICE,
+    CL_MON_ACT_OTHER,
+    CL_MON_ACT_COUNT
+};
+static const char *const mon_act_names[] = {"start", "create",  "remove",
+                                            "setup", "service", "other"};
 
 typedef struct mcloud {
     char name[CL_NAME_MAX + 1];
@@ -64,6 +82,9 @@ typedef struct mcloud {
     int present;          /* still has a state file (sweep bookkeeping) */
     int fwd; /* a domain stopped here: the leader is told if this daemon does not act */
     char fwd_slot[128];
+    uint64_t runs;                         /* repair runs done (slot_rec_t.seen_run) */
+    uint64_t repairs_by[CL_MON_ACT_COUNT]; /* every repair since the daemon started */
+    char state[16];                        /* the cloud's state at the last run ("" unknown) */
 } mcloud_t;
 
 struct cl_monitor {
@@ -79,10 +100,12 @@ struct cl_monitor {
     mcloud_t **clouds;
     size_t nclouds;
     uint64_t next_scan;            /* monotonic: look for new clouds in the state directory */
-    cl_guest_sessions_t *sessions; /* the worker's only */
+    cl_guest_sessions_t *sessions; /* the checks' and cloudctl exec's (locks its own) */
     struct {
         uint64_t repairs, runs, events, checks, check_failures;
     } stats;
+    cl_metrics_hist_t run_seconds;    /* every repair run (cl_engine_repair) */
+    cl_metrics_hist_t repair_seconds; /* the runs that repaired something, and service repairs */
 };
 
 static uint64_t wall_ms(void)
@@ -202,24 +225,33 @@ void cl_monitor_note(cl_monitor_t *m, const char *cloud, uint64_t epoch, const c
     }
 }
 
-/* Write c's history to <state>/events/<cloud>.json (atomically), if it changed. */
-static void save_events(cl_monitor_t *m, mcloud_t *c)
+/*
+ * Write cloud's history to <state>/events/<cloud>.json (atomically), if it changed.  From the
+ * worker and from request threads (cl_monitor_save): one writer at a time, so the file never
+ * goes back to an older snapshot.
+ */
+static void save_events(cl_monitor_t *m, const char *cloud)
 {
+    static pthread_mutex_t save_lock = PTHREAD_MUTEX_INITIALIZER;
     char dir[4096], path[4200], tmp[4300];
-    json_object *arr;
+    json_object *arr = NULL;
+    size_t i;
 
+    pthread_mutex_lock(&save_lock);
     pthread_mutex_lock(&m->lock);
-    if (!c->events_dirty || !c->events) {
-        pthread_mutex_unlock(&m->lock);
-        return;
-    }
-    c->events_dirty = 0;
-    arr = cl_events_json(c->events, 0, 0);
+    for (i = 0; i < m->nclouds && !arr; i++)
+        if (strcmp(m->clouds[i]->name, cloud) == 0 && m->clouds[i]->events_dirty &&
+            m->clouds[i]->events) {
+            m->clouds[i]->events_dirty = 0;
+            arr = cl_events_json(m->clouds[i]->events, 0, 0);
+        }
     pthread_mutex_unlock(&m->lock);
+    if (!arr)
+        goto cleanup;
     snprintf(dir, sizeof(dir), "%s/events", cl_engine_state_dir(m->engine));
     if (mkdir(dir, 0700) < 0 && errno != EEXIST)
         goto cleanup;
-    snprintf(path, sizeof(path), "%s/%s.json", dir, c->name);
+    snprintf(path, sizeof(path), "%s/%s.json", dir, cloud);
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
     if (json_object_to_file_ext(tmp, arr, JSON_C_TO_STRING_PLAIN) == 0)
         rename(tmp, path);
@@ -227,6 +259,7 @@ static void save_events(cl_monitor_t *m, mcloud_t *c)
         unlink(tmp);
 
 cleanup:
+    pthread_mutex_unlock(&save_lock);
     json_object_put(arr);
 }
 
@@ -316,6 +349,7 @@ static int decide(void *ud, const cl_spec_t *spec, size_t slot, int failing, con
                                          : "its domain is not running");
         snprintf(s->last_failure, sizeof(s->last_failure), "%s", text);
         s->last_failure_ms = wall_ms();
+        s->failures++;
         note_locked(m, x->c, 0, "-failure", s->name, host, text);
         r = cl_policy_failure(&s->pol, &cfg, failing, now, &at);
         if (r == CL_REPAIR_NONE) {
@@ -380,14 +414,37 @@ static void scan_clouds(cl_monitor_t *m)
     cl_state_names_free(names);
 }
 
+/* cloud_repairs_total's action for a change of a repair run */
+static int mon_act(const char *action)
+{
+    int i;
+
+    for (i = 0; i < CL_MON_ACT_OTHER; i++)
+        if (strcmp(action, mon_act_names[i]) == 0)
+            return i;
+    return CL_MON_ACT_OTHER;
+}
+
+/* A repair run took since t0 (cl_time_real_us); res: its result, NULL if it failed. */
+static void timed_run(cl_monitor_t *m, json_object *res, uint64_t t0)
+{
+    double secs = (double)(cl_time_real_us() - t0) / 1e6;
+    json_object *v;
+
+    cl_metrics_hist_observe(&m->run_seconds, secs);
+    if (res && json_object_object_get_ex(res, "changed", &v) && json_object_get_int(v) > 0)
+        cl_metrics_hist_observe(&m->repair_seconds, secs);
+}
+
 /* After a run: what it changed, into the history; held slots decide the next run. */
 static void digest(cl_monitor_t *m, mcloud_t *c, json_object *res, uint64_t now)
 {
-    json_object *v, *arr;
+    json_object *v, *arr, *st;
     uint64_t next = m->no_sweep ? UINT64_MAX : now + m->sweep_ms;
     size_t i;
 
     pthread_mutex_lock(&m->lock);
+    c->runs++;
     c->acting = !(json_object_object_get_ex(res, "acting", &v) && !json_object_get_boolean(v));
     if (!c->acting)
         c->seen_running = 0;
@@ -405,20 +462,30 @@ static void digest(cl_monitor_t *m, mcloud_t *c, json_object *res, uint64_t now)
                         h ? json_object_get_string(h) : NULL, text);
             c->repairs++;
             m->stats.repairs++;
+            c->repairs_by[mon_act(text)]++;
             if (sl) {
                 slot_rec_t *s = slot_get(c, json_object_get_string(sl));
                 if (s)
                     cl_guest_sessions_drop(m->sessions, c->name, json_object_get_string(sl));
             }
         }
+    if (json_object_object_get_ex(res, "status", &v) && json_object_object_get_ex(v, "state", &st))
+        snprintf(c->state, sizeof(c->state), "%s", json_object_get_string(st));
     if (json_object_object_get_ex(res, "status", &v) && json_object_object_get_ex(v, "slots", &arr))
         for (i = 0; i < json_object_array_length(arr); i++) {
-            json_object *so = json_object_array_get_idx(arr, i), *nm, *st;
+            json_object *so = json_object_array_get_idx(arr, i), *nm, *h;
             slot_rec_t *s;
             if (json_object_object_get_ex(so, "name", &nm) &&
                 json_object_object_get_ex(so, "state", &st) &&
-                (s = slot_get(c, json_object_get_string(nm))) != NULL)
+                (s = slot_get(c, json_object_get_string(nm))) != NULL) {
                 s->running = strcmp(json_object_get_string(st), "running") == 0;
+                /* the last known state, for the metrics endpoint (no libvirt call there) */
+                snprintf(s->state, sizeof(s->state), "%s", json_object_get_string(st));
+                snprintf(s->host, sizeof(s->host), "%s",
+                         json_object_object_get_ex(so, "host", &h) && h ? json_object_get_string(h)
+                                                                        : "");
+                s->seen_run = c->runs;
+            }
         }
     if (json_object_object_get_ex(res, "held", &arr))
         for (i = 0; i < json_object_array_length(arr); i++) {
@@ -511,6 +578,7 @@ static void run_checks(cl_monitor_t *m, mcloud_t *c, uint64_t now)
         }
         s->check_failing = 1;
         m->stats.check_failures++;
+        s->failures++;
         snprintf(s->last_failure, sizeof(s->last_failure), "check: %.200s", err.msg);
         s->last_failure_ms = wall_ms();
         note_locked(m, c, 0, "-check", sl->name, host, s->last_failure);
@@ -536,13 +604,16 @@ static void run_checks(cl_monitor_t *m, mcloud_t *c, uint64_t now)
             continue;
         if (r == CL_REPAIR_SERVICE) {
             cl_err_clear(&err);
+            uint64_t t0 = cl_time_real_us();
             rc = cl_guests_restart_slot(m->sessions, cl_engine_state_dir(m->engine), spec, i, &err);
+            cl_metrics_hist_observe(&m->repair_seconds, (double)(cl_time_real_us() - t0) / 1e6);
             cl_monitor_note(m, c->name, 0, rc == 0 ? "+repair" : "-repair", sl->name, host,
                             "service: start step run again%s%s", rc == 0 ? "" : ": ",
                             rc == 0 ? "" : err.msg);
             pthread_mutex_lock(&m->lock);
             c->repairs++;
             m->stats.repairs++;
+            c->repairs_by[CL_MON_ACT_SERVICE]++;
             s->health = "ok"; /* the next check says whether it worked */
             s->next_check = cl_time_now_ms() + CL_GUEST_CHECK_RETRY_MS;
             pthread_mutex_unlock(&m->lock);
@@ -645,8 +716,10 @@ static void *worker(void *arg)
 
             c->due = 0;
             pthread_mutex_unlock(&m->lock);
+            uint64_t t0 = cl_time_real_us();
             cl_err_clear(&err);
             rc = cl_engine_repair(m->engine, c->name, adopt_only, &gate, NULL, NULL, &res, &err);
+            timed_run(m, rc == 0 ? res : NULL, t0);
             now = cl_time_now_ms();
             if (rc < 0 && err.domain == CL_ERR_STATE) {
                 /* stopped and forgotten meanwhile: the next scan drops it */
@@ -676,7 +749,7 @@ static void *worker(void *arg)
             }
             (void)due;
             json_object_put(res);
-            save_events(m, c);
+            save_events(m, c->name);
             pthread_mutex_lock(&m->lock);
         }
     }
@@ -703,6 +776,10 @@ cl_monitor_t *cl_monitor_new(const cl_monitor_opts_t *o, cl_err_t *err)
     m->forward = o->forward;
     m->forward_ud = o->forward_ud;
     m->sessions = cl_guest_sessions_new();
+    cl_metrics_hist_init(&m->run_seconds, cl_metrics_duration_bounds, cl_metrics_duration_nbounds,
+                         NULL);
+    cl_metrics_hist_init(&m->repair_seconds, cl_metrics_duration_bounds,
+                         cl_metrics_duration_nbounds, NULL);
     pthread_mutex_init(&m->lock, NULL);
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -731,11 +808,13 @@ void cl_monitor_free(cl_monitor_t *m)
         pthread_join(m->thread, NULL);
     }
     for (i = 0; i < m->nclouds; i++) {
-        save_events(m, m->clouds[i]);
+        save_events(m, m->clouds[i]->name);
         cloud_free(m->clouds[i]);
     }
     free(m->clouds);
     cl_guest_sessions_free(m->sessions);
+    cl_metrics_hist_destroy(&m->run_seconds);
+    cl_metrics_hist_destroy(&m->repair_seconds);
     pthread_mutex_destroy(&m->lock);
     pthread_cond_destroy(&m->cond);
     free(m);
@@ -782,6 +861,17 @@ json_object *cl_monitor_events(cl_monitor_t *m, const char *cloud, uint64_t afte
         pthread_mutex_unlock(&m->lock);
     }
     return arr ? arr : json_object_new_array();
+}
+
+cl_guest_sessions_t *cl_monitor_sessions(cl_monitor_t *m)
+{
+    return m ? m->sessions : NULL;
+}
+
+void cl_monitor_save(cl_monitor_t *m, const char *cloud)
+{
+    if (m && cloud)
+        save_events(m, cloud);
 }
 
 void cl_monitor_annotate(cl_monitor_t *m, json_object *st)
@@ -886,4 +976,125 @@ json_object *cl_monitor_stats(cl_monitor_t *m)
     json_object_object_add(o, "clouds", json_object_new_int64((int64_t)m->nclouds));
     pthread_mutex_unlock(&m->lock);
     return o;
+}
+
+/* ========================================================================================== */
+/* Metrics (issue 6): from the monitor's counters and the last run's view, no libvirt call    */
+/* ========================================================================================== */
+
+/* The health word of cl_monitor_annotate, from the record alone. */
+static const char *slot_health(const slot_rec_t *s, uint64_t now)
+{
+    if (cl_policy_flapping(&s->pol, now))
+        return "flapping";
+    if (strcmp(s->health, "unknown") != 0)
+        return s->health;
+    return s->running ? "ok" : "unknown";
+}
+
+/* Whether the cloud's slot metrics are this daemon's to give: it acts, and s is still declared */
+static int slot_shown(const mcloud_t *c, const slot_rec_t *s)
+{
+    return c->acting && c->runs && s->seen_run == c->runs;
+}
+
+void cl_monitor_metrics(cl_monitor_t *m, cl_metrics_buf_t *b)
+{
+    uint64_t now = cl_time_now_ms();
+    size_t i, k;
+    int a;
+
+    if (!m)
+        return;
+    pthread_mutex_lock(&m->lock);
+    cl_metrics_family(b, "cloud_monitor_runs_total", "counter",
+                      "Repair runs of the monitor (events, sweeps, held repairs).");
+    cl_metrics_sample(b, "cloud_monitor_runs_total", NULL, (double)m->stats.runs);
+    cl_metrics_family(b, "cloud_monitor_checks_total", "counter",
+                      "Role checks run in guests by the monitor.");
+    cl_metrics_sample(b, "cloud_monitor_checks_total", NULL, (double)m->stats.checks);
+    cl_metrics_family(b, "cloud_monitor_check_failures_total", "counter",
+                      "Role checks that failed.");
+    cl_metrics_sample(b, "cloud_monitor_check_failures_total", NULL,
+                      (double)m->stats.check_failures);
+    cl_metrics_family(b, "cloud_monitor_events_total", "counter",
+                      "Events added to the clouds' histories (failures, repairs, backoff...).");
+    cl_metrics_sample(b, "cloud_monitor_events_total", NULL, (double)m->stats.events);
+    cl_metrics_family(b, "cloud_monitor_watching", "gauge",
+                      "1 if this daemon acted on the cloud at the monitor's last run.");
+    for (i = 0; i < m->nclouds; i++)
+        cl_metrics_sample(b, "cloud_monitor_watching",
+                          (const char *[]){"cloud", m->clouds[i]->name, NULL},
+                          m->clouds[i]->acting);
+    cl_metrics_family(b, "cloud_state", "gauge",
+                      "The cloud's state (running, degraded, stopped) at the monitor's last run, "
+                      "on the daemon that acts on it.");
+    for (i = 0; i < m->nclouds; i++)
+        if (m->clouds[i]->acting && m->clouds[i]->state[0])
+            cl_metrics_sample(
+                b, "cloud_state",
+                (const char *[]){"cloud", m->clouds[i]->name, "state", m->clouds[i]->state, NULL},
+                1);
+    cl_metrics_family(b, "cloud_repairs_total", "counter",
+                      "Repairs by this daemon's monitor, by action (start, create, remove, setup: "
+                      "a repair run's changes; service: a role's start step run again).");
+    for (i = 0; i < m->nclouds; i++)
+        for (a = 0; a < CL_MON_ACT_COUNT; a++)
+            cl_metrics_sample(
+                b, "cloud_repairs_total",
+                (const char *[]){"cloud", m->clouds[i]->name, "action", mon_act_names[a], NULL},
+                (double)m->clouds[i]->repairs_by[a]);
+    cl_metrics_family(b, "cloud_slot_up", "gauge",
+                      "1 if the slot's domain ran at the monitor's last run, else 0 (on the daemon "
+                      "that acts on the cloud).");
+    for (i = 0; i < m->nclouds; i++)
+        for (k = 0; k < m->clouds[i]->nslots; k++) {
+            const slot_rec_t *s = &m->clouds[i]->slots[k];
+            if (slot_shown(m->clouds[i], s))
+                cl_metrics_sample(b, "cloud_slot_up",
+                                  (const char *[]){"cloud", m->clouds[i]->name, "slot", s->name,
+                                                   "host", s->host, NULL},
+                                  s->running);
+        }
+    cl_metrics_family(b, "cloud_slot_health", "gauge",
+                      "1 for the slot's health as the monitor says it (ok, repairing, failing, "
+                      "flapping, held, unknown).");
+    for (i = 0; i < m->nclouds; i++)
+        for (k = 0; k < m->clouds[i]->nslots; k++) {
+            const slot_rec_t *s = &m->clouds[i]->slots[k];
+            if (slot_shown(m->clouds[i], s))
+                cl_metrics_sample(b, "cloud_slot_health",
+                                  (const char *[]){"cloud", m->clouds[i]->name, "slot", s->name,
+                                                   "health", slot_health(s, now), NULL},
+                                  1);
+        }
+    cl_metrics_family(b, "cloud_slot_restarts_total", "counter",
+                      "Repairs chosen for the slot by its restart policy.");
+    for (i = 0; i < m->nclouds; i++)
+        for (k = 0; k < m->clouds[i]->nslots; k++) {
+            const slot_rec_t *s = &m->clouds[i]->slots[k];
+            if (slot_shown(m->clouds[i], s))
+                cl_metrics_sample(
+                    b, "cloud_slot_restarts_total",
+                    (const char *[]){"cloud", m->clouds[i]->name, "slot", s->name, NULL},
+                    s->pol.restarts);
+        }
+    cl_metrics_family(b, "cloud_slot_failures_total", "counter",
+                      "Failures seen for the slot: its domain stopped, its host gone, a check.");
+    for (i = 0; i < m->nclouds; i++)
+        for (k = 0; k < m->clouds[i]->nslots; k++) {
+            const slot_rec_t *s = &m->clouds[i]->slots[k];
+            if (slot_shown(m->clouds[i], s))
+                cl_metrics_sample(
+                    b, "cloud_slot_failures_total",
+                    (const char *[]){"cloud", m->clouds[i]->name, "slot", s->name, NULL},
+                    (double)s->failures);
+        }
+    pthread_mutex_unlock(&m->lock);
+    cl_metrics_family(b, "cloud_monitor_run_duration_seconds", "histogram",
+                      "Duration of the monitor's repair runs.");
+    cl_metrics_hist_write(b, "cloud_monitor_run_duration_seconds", NULL, &m->run_seconds);
+    cl_metrics_family(b, "cloud_repair_duration_seconds", "histogram",
+                      "Duration of the repair runs that repaired a slot, and of service repairs.");
+    cl_metrics_hist_write(b, "cloud_repair_duration_seconds", NULL, &m->repair_seconds);
 }

@@ -14,6 +14,7 @@
 
 #include "cl_engine.h"
 #include "cl_err.h"
+#include "cl_guests.h"
 #include "cl_virt.h"
 
 typedef struct cl_monitor cl_monitor_t;
@@ -45,6 +46,10 @@ void cl_monitor_note(cl_monitor_t *m, const char *cloud, uint64_t epoch, const c
     __attribute__((format(printf, 7, 8)));
 /* cloud's events with seq > after (at most limit, 0: all), oldest first: a new array. */
 json_object *cl_monitor_events(cl_monitor_t *m, const char *cloud, uint64_t after, size_t limit);
+/* Write cloud's history to <state>/events/<cloud>.json now (an audit event), if it changed. */
+void cl_monitor_save(cl_monitor_t *m, const char *cloud);
+/* The SSH sessions the monitor keeps to running guests, shared with cl_exec (NULL if m is). */
+cl_guest_sessions_t *cl_monitor_sessions(cl_monitor_t *m);
 /*
  * Add what the monitor knows to one cloud's status document (borrowed, modified): per slot
  * "health" (ok, failing, repairing, flapping, held, unknown), "restarts", "last_failure"
@@ -55,5 +60,12 @@ void cl_monitor_annotate(cl_monitor_t *m, json_object *cloud_status);
 void cl_monitor_applied(cl_monitor_t *m, const char *cloud);
 /* Counters for the benchmark and status: {repairs, sweeps, events, checks, sessions}. */
 json_object *cl_monitor_stats(cl_monitor_t *m);
+/*
+ * The monitor's metrics (cl_metrics): runs, checks, repairs by cloud and action, each slot's
+ * last known state, health, restarts and failures (clouds this daemon acts on), run durations.
+ * From its counters and last run only: no libvirt call.  NULL-safe.
+ */
+struct cl_metrics_buf;
+void cl_monitor_metrics(cl_monitor_t *m, struct cl_metrics_buf *b);
 
 #endif

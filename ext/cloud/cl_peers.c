@@ -269,7 +269,7 @@ static int same_pool(const cl_spec_t *a, const cl_spec_t *b)
 /* A handed-over control request: one of the cloud's, for the cloud this leader joined. */
 static int control_check(peer_cloud_t *c, const char *cloud, json_object *req, cl_err_t *err)
 {
-    static const char *const ops[] = {"apply", "plan", "stop", "status"};
+    static const char *const ops[] = {"apply", "plan", "stop", "status", "exec"};
     json_object *v;
     cl_spec_t *spec = NULL;
     const char *op = NULL;
@@ -282,7 +282,7 @@ static int control_check(peer_cloud_t *c, const char *cloud, json_object *req, c
         ;
     if (!op || i == sizeof(ops) / sizeof(ops[0]))
         return cl_err_set(err, CL_ERR_PROTO, 0, NULL, "control",
-                          "only apply, plan, stop and status are handed over, not '%.32s'",
+                          "only apply, plan, stop, status and exec are handed over, not '%.32s'",
                           op ? op : "");
     if (json_object_object_get_ex(req, "name", &v) &&
         (!json_object_is_type(v, json_type_string) ||
@@ -1133,4 +1133,9 @@ json_object *cl_peers_status(cl_peers_t *p, const char *cloud)
     o = cl_elect_status_json(p->elect, cloud);
     pthread_mutex_unlock(&p->lock);
     return o;
+}
+
+void cl_peers_rpc_stats(cl_peers_t *p, cl_rpc_stats_t *out)
+{
+    cl_rpc_server_stats(p->rpc, out); /* thread-safe itself */
 }

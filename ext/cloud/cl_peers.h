@@ -77,5 +77,8 @@ int cl_peers_poke_leader(cl_peers_t *p, const char *cloud, const char *slot, cl_
 void cl_peers_tick(cl_peers_t *p);
 /* The election's view of cloud (NULL: the daemon's), for status documents; caller puts. */
 json_object *cl_peers_status(cl_peers_t *p, const char *cloud);
+/* The host-operation server's counters (requests served, failed; drops by reason): metrics. */
+struct cl_rpc_stats;
+void cl_peers_rpc_stats(cl_peers_t *p, struct cl_rpc_stats *out);
 
 #endif

@@ -49,6 +49,12 @@
 #define CL_GUEST_RESTART_STEP_MS 60000   /* a start step run again by a service repair */
 #define CL_GUEST_PROBE_MS 3000           /* after a check timed out: is its session alive? */
 
+/* Commands in guests (cl_exec: cloudctl exec, issue 6). */
+#define CL_EXEC_TIMEOUT_MS 60000       /* default bound of one exec: every slot's command ends */
+#define CL_EXEC_TIMEOUT_MIN_MS 100     /* the shortest bound a request may ask for... */
+#define CL_EXEC_TIMEOUT_MAX_MS 3600000 /* ...and the longest */
+#define CL_EXEC_SLACK_MS 60000         /* a client waits the bound plus this (sessions, handover) */
+
 /* Self-healing (cl_monitor, doc/MONITOR.md). */
 #define CL_FENCE_SELF_MS 1000      /* a member without its cloud's leader this long fences itself */
 #define CL_FENCE_DESTROY_MS 1000   /* one guest's destroy, as a leader budgets it (--destroy-ms) */

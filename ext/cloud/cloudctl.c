@@ -1,9 +1,10 @@
 /*
  * cloudctl: the operator's view of the clouds on this host, over cloudd's control socket
  * (or, when no daemon runs, read-only from the state directory and the hypervisor).
- *   cloudctl status [NAME] [--json]   cloudctl stop NAME   cloudctl monitor NAME
+ *   cloudctl status [NAME] [--json] [--watch [S]]   cloudctl stop NAME   cloudctl monitor NAME
  *   cloudctl events NAME [--after N] [--follow] [--json]   cloudctl domains [--json]
  *   cloudctl fault NAME SLOT          cloudctl hello       cloudctl shutdown
+ *   cloudctl exec NAME [ROLE|SLOT...] [--json] [--timeout S] -- COMMAND [ARG...]
  */
 #include <getopt.h>
 #include <inttypes.h>
@@ -15,7 +16,9 @@
 
 #include "cl_client.h"
 #include "cl_ctl.h"
+#include "cl_exec.h"
 #include "cl_timeouts.h"
+#include "cl_view.h"
 
 static const char *str_of(json_object *o, const char *key, const char *dflt)
 {
@@ -24,116 +27,6 @@ static const char *str_of(json_object *o, const char *key, const char *dflt)
     if (o && json_object_object_get_ex(o, key, &v) && v && !json_object_is_type(v, json_type_null))
         return json_object_get_string(v);
     return dflt;
-}
-
-static void join_array(json_object *arr, char *buf, size_t len)
-{
-    size_t i, off = 0;
-
-    buf[0] = '\0';
-    for (i = 0;
-         arr && json_object_is_type(arr, json_type_array) && i < json_object_array_length(arr); i++)
-        off += (size_t)snprintf(buf + off, off < len ? len - off : 0, "%s%s", i ? "," : "",
-                                json_object_get_string(json_object_array_get_idx(arr, i)));
-}
-
-/* Sum of the numbers of an object ({"bad_mac": 2, ...}). */
-static long long sum_of(json_object *o)
-{
-    long long n = 0;
-
-    if (!o || !json_object_is_type(o, json_type_object))
-        return 0;
-    json_object_object_foreach(o, k, v)
-    {
-        (void)k;
-        n += json_object_get_int64(v);
-    }
-    return n;
-}
-
-/* The election of a cloud run by several hosts, as its daemon sees it. */
-static void print_election(json_object *c)
-{
-    json_object *el = NULL, *members = NULL, *counters = NULL, *drops = NULL, *v;
-    size_t i;
-
-    if (!json_object_object_get_ex(c, "election", &el) || !el)
-        return;
-    json_object_object_get_ex(el, "members", &members);
-    json_object_object_get_ex(el, "counters", &counters);
-    if (counters)
-        json_object_object_get_ex(counters, "drops", &drops);
-    printf("  election: %s, leader %s, epoch %s, %s\n", str_of(el, "state", "?"),
-           str_of(el, "leader", "none"), str_of(el, "epoch", "0"),
-           json_object_object_get_ex(el, "acting", &v) && json_object_get_boolean(v)
-               ? "acting (majority reached)"
-               : "not acting here");
-    printf("  peers:");
-    for (i = 0; members && i < json_object_array_length(members); i++) {
-        json_object *m = json_object_array_get_idx(members, i);
-        int alive = json_object_object_get_ex(m, "alive", &v) && json_object_get_boolean(v);
-        int self = json_object_object_get_ex(m, "self", &v) && json_object_get_boolean(v);
-        const char *by = str_of(m, "seen_by", "direct");
-        printf(" %s (%s)", str_of(m, "host", "?"),
-               self                        ? "this host"
-               : !alive                    ? "silent"
-               : strcmp(by, "leader") == 0 ? "live, says the leader"
-                                           : "heard");
-    }
-    printf("\n  elections %s, leader changes %s, dropped messages %lld\n",
-           str_of(counters, "elections", "0"), str_of(counters, "leader_changes", "0"),
-           sum_of(drops));
-}
-
-static void print_cloud(json_object *c)
-{
-    json_object *members = NULL, *slots = NULL;
-    size_t i;
-
-    json_object_object_get_ex(c, "members", &members);
-    json_object_object_get_ex(c, "slots", &slots);
-    printf("Cloud %s (%s): %s\n", str_of(c, "name", "?"), str_of(c, "type", "?"),
-           str_of(c, "state", "?"));
-    printf("  leader: %s   epoch: %s   hypervisor: %s\n", str_of(c, "leader", "-"),
-           str_of(c, "epoch", "0"), str_of(c, "hypervisor", "-"));
-    if (members && json_object_array_length(members)) {
-        printf("  members:");
-        for (i = 0; i < json_object_array_length(members); i++) {
-            json_object *m = json_object_array_get_idx(members, i), *v;
-            int alive = json_object_object_get_ex(m, "alive", &v) && json_object_get_boolean(v);
-            int self = json_object_object_get_ex(m, "self", &v) && json_object_get_boolean(v);
-            printf(" %s (%s%s)", str_of(m, "host", "?"), alive ? "up" : "DOWN",
-                   self ? ", this host" : "");
-        }
-        printf("\n");
-    }
-    print_election(c);
-    if (!slots || !json_object_array_length(slots))
-        return;
-    printf("  %-28s %-22s %-16s %-16s %-9s %-9s %s\n", "SLOT", "ROLES", "IP", "HOST", "STATE",
-           "HEALTH", "RESTARTS");
-    for (i = 0; i < json_object_array_length(slots); i++) {
-        json_object *s = json_object_array_get_idx(slots, i), *roles = NULL, *lf = NULL;
-        char rbuf[256];
-        json_object_object_get_ex(s, "roles", &roles);
-        join_array(roles, rbuf, sizeof(rbuf));
-        printf("  %-28s %-22s %-16s %-16s %-9s %-9s %s\n", str_of(s, "name", "?"), rbuf,
-               str_of(s, "ip", "-"), str_of(s, "host", "-"), str_of(s, "state", "?"),
-               str_of(s, "health", "-"), str_of(s, "restarts", "-"));
-        if (json_object_object_get_ex(s, "last_failure", &lf) && lf) {
-            char when[32];
-            time_t t =
-                (time_t)(json_object_get_int64(json_object_object_get(lf, "time_ms")) / 1000);
-            struct tm tm;
-            gmtime_r(&t, &tm);
-            strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
-            printf("    last failure %s: %s\n", when, str_of(lf, "text", "?"));
-        }
-    }
-    if (str_of(c, "repairs", NULL) && strcmp(str_of(c, "repairs", "0"), "0") != 0)
-        printf("  repairs by the leader since the last apply: %s (cloudctl events %s)\n",
-               str_of(c, "repairs", "0"), str_of(c, "name", "?"));
 }
 
 /* One event of a cloud's history: time, epoch, type, slot, host, text. */
@@ -162,7 +55,10 @@ static int on_progress(void *ud, json_object *line)
 static void usage(FILE *fp)
 {
     fprintf(fp, "usage: cloudctl [--socket PATH] [--state-dir DIR] COMMAND\n"
-                "  status [NAME] [--json]  each cloud: leader, epoch, members, every slot\n"
+                "  status [NAME] [--json] [--watch [SECONDS]]\n"
+                "                          each cloud: leader, epoch, members, every slot's\n"
+                "                          host, state, health; --watch: again every SECONDS\n"
+                "                          (default 2) until interrupted\n"
                 "  stop NAME               tear cloud NAME down (domains, disks, state)\n"
                 "  monitor NAME            one observe/repair cycle of cloud NAME\n"
                 "  events NAME [--after N] [--follow]\n"
@@ -170,6 +66,11 @@ static void usage(FILE *fp)
                 "                          backoff, flapping, fencing (each with its epoch)\n"
                 "  domains                 this host's own domains of every cloud, as libvirt\n"
                 "                          has them\n"
+                "  exec NAME [ROLE|SLOT...] [--json] [--timeout S] -- COMMAND [ARG...]\n"
+                "                          run COMMAND in every selected guest at once (all\n"
+                "                          without ROLE/SLOT; --timeout: of the whole run,\n"
+                "                          default 60); output by slot; exit 0 only if all\n"
+                "                          exited 0\n"
                 "  fault NAME SLOT         stop SLOT's domain here behind the daemon's back\n"
                 "                          (chaos tests; cloudd --allow-faults only)\n"
                 "  hello                   the local daemon's identity\n"
@@ -218,6 +119,10 @@ int main(int argc, char **argv)
         return 2;
     }
     cmd = argv[optind++];
+    if (strcmp(cmd, "status") == 0) /* its own arguments: [NAME] [--json] [--watch [S]] */
+        return cl_view_cli(&o, json, argc - optind, argv + optind);
+    if (strcmp(cmd, "exec") == 0) /* its own arguments: NAME [TARGET...] -- COMMAND */
+        return cl_exec_cli(o.socket, json, argc - optind, argv + optind);
     for (; optind < argc; optind++) {
         if (strcmp(argv[optind], "--json") == 0)
             json = 1;
@@ -240,27 +145,7 @@ int main(int argc, char **argv)
     if (name)
         json_object_object_add(req, "name", json_object_new_string(name));
 
-    if (strcmp(cmd, "status") == 0) {
-        if (cl_client_read(&o, req, name, NULL, 0, NULL, &res, &err) < 0)
-            goto fail;
-        if (json) {
-            json_object_object_del(res, "ok");
-            printf("%s\n", json_object_to_json_string_ext(res, JSON_C_TO_STRING_PRETTY |
-                                                                   JSON_C_TO_STRING_SPACED));
-        } else {
-            json_object *clouds = NULL;
-            size_t i;
-            json_object_object_get_ex(res, "clouds", &clouds);
-            if (!clouds || json_object_array_length(clouds) == 0)
-                printf("no cloud on this host\n");
-            for (i = 0; clouds && i < json_object_array_length(clouds); i++) {
-                if (i)
-                    printf("\n");
-                print_cloud(json_object_array_get_idx(clouds, i));
-            }
-        }
-        rc = 0;
-    } else if (strcmp(cmd, "stop") == 0 || strcmp(cmd, "monitor") == 0) {
+    if (strcmp(cmd, "stop") == 0 || strcmp(cmd, "monitor") == 0) {
         if (!name) {
             fprintf(stderr, "cloudctl: %s needs a cloud name\n", cmd);
             rc = 2;

@@ -28,7 +28,9 @@
 #include "cl_ctl.h"
 #include "cl_engine.h"
 #include "cl_err.h"
+#include "cl_exec.h"
 #include "cl_log.h"
+#include "cl_metrics.h"
 #include "cl_monitor.h"
 #include "cl_net.h"
 #include "cl_peers.h"
@@ -68,6 +70,11 @@ static struct {
 static cl_engine_t *engine;
 static cl_monitor_t *monitor; /* NULL: --no-monitor */
 static cl_peers_t *peers;     /* NULL: no peer identity (--address), single-host clouds only */
+
+static const char *metrics_at;           /* --metrics ADDR:PORT (NULL: no metrics endpoint) */
+static int metrics_any;                  /* --metrics-any: a non-loopback address is accepted */
+static cl_metrics_server_t *metrics_srv; /* NULL: no --metrics */
+
 static int listen_fd = -1;
 static int wake_pipe[2] = {-1, -1};
 static atomic_int quit_flag;
@@ -657,6 +664,11 @@ static json_object *dispatch(outbuf_t *out, json_object *req, int *stopped, cl_e
             on_progress(out, json_object_array_get_idx(events, i));
         json_object_put(events);
         res = answer;
+    } else if (strcmp(op, "exec") == 0) {
+        /* a command in the cloud's guests (cl_exec): run by the leader, handed over to it */
+        cl_exec_ctx_t x = {engine, monitor, peers};
+        if (!(res = cl_exec_serve(&x, req, out->fd < 0, err)))
+            goto cleanup;
     } else if (strcmp(op, "shutdown") == 0) {
         res = json_object_new_object();
         request_quit();
@@ -954,6 +966,10 @@ static void usage(FILE *fp)
         "  --allow-faults     accept cloudctl fault (chaos tests)\n"
         "  --no-autodestroy   VMs started here outlive the daemon (default: libvirtd destroys\n"
         "                     them when the daemon dies, so a dead daemon fences its host)\n"
+        "  --metrics ADDR:PORT\n"
+        "                     serve Prometheus metrics at http://ADDR:PORT/metrics (PORT\n"
+        "                     alone: 127.0.0.1; off by default)\n"
+        "  --metrics-any      allow --metrics on a non-loopback address (no authentication)\n"
         "  --embedded         started by the provider: exit once no cloud is left\n"
         "  --idle-exit-ms N   embedded mode: exit after N ms with no cloud (default %d)\n"
         "  --daemonize        fork into the background once the socket is ready\n"
@@ -988,6 +1004,8 @@ static int parse_args(int argc, char **argv)
                                              {"no-monitor", no_argument, NULL, 1009},
                                              {"allow-faults", no_argument, NULL, 1010},
                                              {"no-autodestroy", no_argument, NULL, 1011},
+                                             {"metrics", required_argument, NULL, 1012},
+                                             {"metrics-any", no_argument, NULL, 1013},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
     int c;
@@ -1052,6 +1070,8 @@ static int parse_args(int argc, char **argv)
         case 1009: opt.no_monitor = 1; break;
         case 1010: opt.allow_faults = 1; break;
         case 1011: opt.no_autodestroy = 1; break;
+        case 1012: metrics_at = optarg; break;
+        case 1013: metrics_any = 1; break;
         case 'P': {
             char *end;
             unsigned long v = strtoul(optarg, &end, 10);
@@ -1079,6 +1099,13 @@ static int parse_args(int argc, char **argv)
     if (optind < argc) {
         fprintf(stderr, "cloudd: unexpected argument '%s'\n", argv[optind]);
         return -1;
+    }
+    if (metrics_at) {
+        cl_err_t e;
+        if (cl_metrics_check_listen(metrics_at, metrics_any, &e) < 0) {
+            fprintf(stderr, "cloudd: %s: %s\n", e.op, e.msg);
+            return -1;
+        }
     }
     opt.socket_path = cl_ctl_socket_path(opt.socket_path);
     if (!opt.state_dir)
@@ -1212,6 +1239,16 @@ int main(int argc, char **argv)
         if (peers)
             cl_peers_set_watch(peers, on_peers_watch, NULL);
     }
+    if (metrics_at) {
+        cl_metrics_daemon_opts_t mo = {.engine = engine,
+                                       .monitor = monitor,
+                                       .peers = peers,
+                                       .version = CLOUDD_VERSION,
+                                       .listen = metrics_at,
+                                       .allow_any = metrics_any};
+        if (!(metrics_srv = cl_metrics_daemon_start(&mo, &err)))
+            goto fail_start;
+    }
     if (pipe2(wake_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
         cl_log(CL_LOG_ERR, "-start", "pipe: %s", strerror(errno));
         goto out;
@@ -1274,6 +1311,7 @@ out:
         unlink(opt.pid_path);
     if (ready_pipe[1] >= 0)
         close(ready_pipe[1]);
+    cl_metrics_server_free(metrics_srv); /* its thread reads the monitor, peers and engine */
     /* the engine is left to the OS if requests are still running */
     if (atomic_load(&active) == 0) {
         cl_monitor_free(monitor); /* before the engine it uses */

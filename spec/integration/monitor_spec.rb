@@ -101,8 +101,8 @@ RSpec.describe 'self-healing on one host' do
     out, = ctl(:main, 'events', 'mh')
     expect(out).to match(/-failure\s+mh-node-1/).and match(/\+repair\s+mh-node-1\s+127\.0\.0\.1\s+start/)
     out, = ctl(:main, 'status', 'mh')
-    expect(out).to include('HEALTH').and include('last failure')
-    expect(out).to match(/repairs by the leader since the last apply: 1/)
+    expect(out).to include('HEALTH').and include('LAST FAILURE').and match(/mh-node-1\s.*\ds ago: its domain is not running/)
+    expect(out).to match(/1 repair since the last apply/)
     # what the next Puppet run reports (the provider reads it from the status)
     repaired = Cloud.new(spec('mh'), socket: sock(:main), state_dir: state(:main), autostart: false).status['repaired']
     expect(repaired.map { |e| [e['type'], e['slot']] }).to include(['-failure', 'mh-node-1'], ['+repair', 'mh-node-1'])

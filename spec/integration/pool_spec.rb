@@ -104,8 +104,8 @@ RSpec.describe 'a pool of three hosts' do
     expect(members.map { |x| [x['host'], x['seen_by']] })
       .to eq([%w[127.0.0.2 direct], %w[127.0.0.3 leader], %w[127.0.0.4 self]])
     out = IO.popen([File.join(POOL_ROOT, 'bin/cloudctl'), '--socket', sock('127.0.0.4'), 'status', 'pw'], &:read)
-    expect(out).to include('leader 127.0.0.2')
-      .and include('127.0.0.3 (live, says the leader)').and include('127.0.0.4 (this host)')
+    expect(out).to match(/leader:\s+127\.0\.0\.2, epoch \d+; this host follows/)
+      .and include('127.0.0.3 (alive, says the leader, priority 1)').and include('127.0.0.4 (this host, priority 2)')
   end
 
   it 'refuses to act from a member that does not lead, naming the leader' do
