@@ -67,6 +67,32 @@ RSpec.describe 'a web cloud on real guests in the lab', :lab do
     end
   end
 
+  def ctl(i, *args) = Open3.capture3(File.join(LabHelper::ROOT, 'bin/cloudctl'), '--socket', @lab.socket(i), *args)
+
+  it 'runs a command in every guest of a role at once from a member, and tells which failed' do
+    t0 = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+    out, err, st = ctl(2, 'exec', 'lw', 'server', '--json', '--', 'sh', '-c', 'hostname; echo "$1" >&2; sleep 2', 'sh', "it's $HOME")
+    wall = Process.clock_gettime(Process::CLOCK_MONOTONIC) - t0
+    expect(st.exitstatus).to eq(0), out + err
+    res = JSON.parse(out)
+    slots = res['slots'] || res.dig('answer', 'slots')
+    expect(slots.map { |x| x['slot'] }.sort).to eq(%w[lw-server-0 lw-server-1])
+    slots.each do |x|
+      expect(x['exit']).to eq(0)
+      expect(x['stderr']).to eq("it's $HOME\n") # quoted: no expansion in the guest
+    end
+    expect(wall).to be < 2 * 2 + 1.5 # at once: not one after the other
+    out, err, st = ctl(1, 'exec', 'lw', '--', 'sh', '-c', 'test "$(hostname)" != lw-database-0')
+    expect(st.exitstatus).to eq(1), out + err
+    expect(out).to match(/lw-database-0.*exit 1/)
+    _, err, st = ctl(1, 'exec', 'lw', 'nosuch', '--', 'true')
+    expect(st.exitstatus).to eq(1)
+    expect(err).to include('nosuch')
+    ev = events
+    expect(ev.map { |e| e['type'] }).to include('+exec', '+exec-slot', '-exec-slot')
+    expect(ev.to_json).not_to include("it's")
+  end
+
   def events
     out, = Open3.capture2e(File.join(LabHelper::ROOT, 'bin/cloudctl'), '--socket', @lab.socket(1), 'events', 'lw', '--json')
     JSON.parse(out)

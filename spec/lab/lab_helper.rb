@@ -41,13 +41,15 @@ module LabHelper
   class Lab
     attr_reader :dir, :env, :hosts
 
-    # cloudd_args: extra options of every cloudd started here (e.g. --sweep-ms 2000)
-    def initialize(dir, nhosts, cloudd_args: [])
+    # cloudd_args: extra options of every cloudd started here (e.g. --sweep-ms 2000);
+    # cloudd: false starts none (the Puppet runs start them: spec/lab_agent)
+    def initialize(dir, nhosts, cloudd_args: [], cloudd: true)
       @dir = dir
       @nhosts = nhosts
       # guests under TCG take 1.2-2.3 s each to destroy (libvirtd's autodestroy of a dead
       # daemon's guests goes one by one): the leader budgets that for a silent host
       @cloudd_args = ['--destroy-ms', '2500', *cloudd_args]
+      @cloudd = cloudd
       @pids = {}
     end
 
@@ -60,7 +62,7 @@ module LabHelper
       @hosts = (1..@nhosts).map { |i| @env["LAB_ADDR_#{i}"] }
       File.write(secret, Random.new.bytes(32).unpack1('H*'))
       File.chmod(0o600, secret)
-      (1..@nhosts).each { |i| start_cloudd(i) }
+      (1..@nhosts).each { |i| start_cloudd(i) } if @cloudd
       self
     end
 

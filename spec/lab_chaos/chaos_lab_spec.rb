@@ -1,10 +1,7 @@
 # frozen_string_literal: true
 
-# NOT YET IN THE SUITE (kept out of `rspec spec/lab` and `bash script/test`): its first runs found
-# two running copies of slots on real guests (see the issue 5 notes); run it alone, as root:
-#   rspec spec/lab_chaos/chaos_lab_spec.rb
-# It uses the lab helper of spec/lab (start/stop of one cloudd, extra cloudd options, puppet
-# apply with a timeout were added to it for this spec).
+# In the suite (`rake lab:e2e` and the README's test command, after the web and torque
+# end-to-end tests); alone, as root: rspec spec/lab_chaos/chaos_lab_spec.rb
 
 # The chaos test on real guests (issue 5, item 4): a shorter run of test/chaos/chaos_harness.rb's
 # test in the lab (test/lab/lab). Three pool hosts, each a network namespace with its own
