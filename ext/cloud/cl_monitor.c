@@ -1,10 +1,10 @@
 /*
- * cl_monitor: the leader's watch and repairs (see cl_monitor.h).  Callers (libvirt's event
- * loop, the peer layer, request threads) only mark a cloud due and signal; the one worker
- * thread does every repair and check, so repairs of one daemon never race each other, and the
- * engine's lock serialises them with Puppet's applies.
+ * cl_monitor: the leader's watch and repairs (see cl_monitor.h): the clouds' records and
+ * histories, the worker and the API.  Callers only mark a cloud due and signal; the one worker
+ * does every repair and check (so repairs never race), the engine's lock serialising them with
+ * Puppet's applies.  The policy and checks: cl_monitor_policy.c; metrics: cl_monitor_metrics.c.
  */
-#include "cl_monitor.h"
+#include "cl_monitor_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -18,11 +18,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cl_events.h"
 #include "cl_guests.h"
 #include "cl_log.h"
-#include "cl_metrics.h"
-#include "cl_policy.h"
 #include "cl_state.h"
 #include "cl_time.h"
 #include "cl_timeouts.h"
@@ -33,82 +30,7 @@
 /* State                                                                                      */
 /* ========================================================================================== */
 
-typedef struct slot_rec {
-    char name[128];
-    cl_policy_t pol;
-    cl_repair_t pending;  /* a repair chosen, waiting for its time (pending_at) */
-    uint64_t pending_at;  /* 0: none */
-    uint64_t repaired_at; /* the last repair done (0: none since healthy) */
-    const char *health;   /* static string */
-    char last_failure[CL_EVENT_TEXT_MAX];
-    uint64_t last_failure_ms; /* wall clock */
-    uint64_t next_check;      /* monotonic: the next role check of a running guest */
-    int expect_stop;          /* the monitor stopped it itself (a domain restart) */
-    int running;              /* its domain ran at the last run (checks only then) */
-    int move;                 /* a check escalated to another host: move it on the next run */
-    int check_failing;        /* its last role check failed (a running domain is not healthy) */
-    char host[256];           /* where the last run saw it ("": nowhere), for the metrics */
-    char state[12];           /* its domain's state at the last run ("running"...) */
-    uint64_t seen_run;        /* the cloud's run that saw it last (metrics: slots still declared) */
-    uint64_t failures;        /* failures seen (domain, host, check): a counter for the metrics */
-} slot_rec_t;
-
-/* What the monitor's repairs did, for cloud_repairs_total{action} (changes of a run, + service) */
-enum {
-    CL_MON_ACT_START,
-    CL_MON_ACT_CREATE,
-    CL_MON_ACT_REMOVE,
-    CL_MON_ACT_SETUP,
-    CL_MON_ACT_SERVICE,
-    CL_MON_ACT_OTHER,
-    CL_MON_ACT_COUNT
-};
-static const char *const mon_act_names[] = {"start", "create",  "remove",
-                                            "setup", "service", "other"};
-
-typedef struct mcloud {
-    char name[CL_NAME_MAX + 1];
-    slot_rec_t *slots;
-    size_t nslots;
-    cl_events_t *events;
-    int events_dirty;
-    int due;              /* poked: run as soon as the worker is free */
-    uint64_t next_at;     /* monotonic: the next run (sweep or a held repair's time) */
-    int seen_running;     /* this daemon saw it running while acting: repair it from nothing too */
-    int acting;           /* as of the last run */
-    uint64_t epoch;       /* as of the last run */
-    unsigned repairs;     /* since the last apply (the Puppet report) */
-    uint64_t applied_seq; /* the last event before that apply */
-    int present;          /* still has a state file (sweep bookkeeping) */
-    int fwd; /* a domain stopped here: the leader is told if this daemon does not act */
-    char fwd_slot[128];
-    uint64_t runs;                         /* repair runs done (slot_rec_t.seen_run) */
-    uint64_t repairs_by[CL_MON_ACT_COUNT]; /* every repair since the daemon started */
-    char state[16];                        /* the cloud's state at the last run ("" unknown) */
-} mcloud_t;
-
-struct cl_monitor {
-    cl_engine_t *engine;
-    uint64_t sweep_ms;
-    int no_sweep;
-    int (*forward)(void *ud, const char *cloud, const char *slot);
-    void *forward_ud;
-    pthread_mutex_t lock; /* clouds and everything in them, stats */
-    pthread_cond_t cond;
-    pthread_t thread;
-    int started, quit;
-    mcloud_t **clouds;
-    size_t nclouds;
-    uint64_t next_scan;            /* monotonic: look for new clouds in the state directory */
-    cl_guest_sessions_t *sessions; /* the checks' and cloudctl exec's (locks its own) */
-    struct {
-        uint64_t repairs, runs, events, checks, check_failures;
-    } stats;
-    cl_metrics_hist_t run_seconds;    /* every repair run (cl_engine_repair) */
-    cl_metrics_hist_t repair_seconds; /* the runs that repaired something, and service repairs */
-};
-
-static uint64_t wall_ms(void)
+uint64_t cl_monitor_wall_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -116,9 +38,9 @@ static uint64_t wall_ms(void)
 }
 
 /* Under the lock: cloud name's record, made if missing (NULL: out of memory). */
-static mcloud_t *cloud_get(cl_monitor_t *m, const char *name)
+static cl_monitor_cloud_t *cloud_get(cl_monitor_t *m, const char *name)
 {
-    mcloud_t *c, **nv;
+    cl_monitor_cloud_t *c, **nv;
     size_t i;
 
     for (i = 0; i < m->nclouds; i++)
@@ -152,9 +74,9 @@ static mcloud_t *cloud_get(cl_monitor_t *m, const char *name)
     return c;
 }
 
-static slot_rec_t *slot_get(mcloud_t *c, const char *name)
+cl_monitor_slot_t *cl_monitor_slot_get(cl_monitor_cloud_t *c, const char *name)
 {
-    slot_rec_t *nv;
+    cl_monitor_slot_t *nv;
     size_t i;
 
     for (i = 0; i < c->nslots; i++)
@@ -171,7 +93,7 @@ static slot_rec_t *slot_get(mcloud_t *c, const char *name)
     return &c->slots[c->nslots++];
 }
 
-static void cloud_free(mcloud_t *c)
+static void cloud_free(cl_monitor_cloud_t *c)
 {
     if (!c)
         return;
@@ -181,13 +103,13 @@ static void cloud_free(mcloud_t *c)
 }
 
 /* Under the lock: one event into c's history (and the log, with the epoch). */
-static void note_locked(cl_monitor_t *m, mcloud_t *c, uint64_t epoch, const char *type,
-                        const char *slot, const char *host, const char *text)
+void cl_monitor_note_locked(cl_monitor_t *m, cl_monitor_cloud_t *c, uint64_t epoch,
+                            const char *type, const char *slot, const char *host, const char *text)
 {
     if (!epoch)
         epoch = c->epoch;
     if (c->events)
-        cl_events_add(c->events, wall_ms(), epoch, type, slot, host, text);
+        cl_events_add(c->events, cl_monitor_wall_ms(), epoch, type, slot, host, text);
     c->events_dirty = 1;
     m->stats.events++;
     cl_log(type[0] == '-' ? CL_LOG_WARN : CL_LOG_INFO, type,
@@ -196,9 +118,9 @@ static void note_locked(cl_monitor_t *m, mcloud_t *c, uint64_t epoch, const char
 }
 
 /* Lock m and find or make cloud's record: NULL (unlocked) if m is NULL or out of memory. */
-static mcloud_t *lock_cloud(cl_monitor_t *m, const char *cloud)
+static cl_monitor_cloud_t *lock_cloud(cl_monitor_t *m, const char *cloud)
 {
-    mcloud_t *c;
+    cl_monitor_cloud_t *c;
 
     if (!m)
         return NULL;
@@ -213,14 +135,14 @@ void cl_monitor_note(cl_monitor_t *m, const char *cloud, uint64_t epoch, const c
                      const char *slot, const char *host, const char *fmt, ...)
 {
     char text[CL_EVENT_TEXT_MAX];
-    mcloud_t *c;
+    cl_monitor_cloud_t *c;
     va_list ap;
 
     va_start(ap, fmt);
     vsnprintf(text, sizeof(text), fmt, ap);
     va_end(ap);
     if ((c = lock_cloud(m, cloud)) != NULL) {
-        note_locked(m, c, epoch, type, slot, host, text);
+        cl_monitor_note_locked(m, c, epoch, type, slot, host, text);
         pthread_mutex_unlock(&m->lock);
     }
 }
@@ -264,124 +186,6 @@ cleanup:
 }
 
 /* ========================================================================================== */
-/* The restart policy, asked by the engine for each slot of a repair run                      */
-/* ========================================================================================== */
-
-typedef struct run_ctx {
-    cl_monitor_t *m;
-    mcloud_t *c;
-} run_ctx_t;
-
-static void policy_cfg(const cl_spec_t *spec, size_t slot, cl_policy_cfg_t *cfg)
-{
-    const cl_slot_t *sl = &spec->slots[slot];
-    size_t i;
-
-    cl_policy_cfg_default(cfg);
-    for (i = 0; i < spec->nroles; i++)
-        if (sl->nroles && strcmp(spec->roles[i].name, sl->roles[0]) == 0) {
-            const cl_health_t *h = &spec->roles[i].health;
-            if (h->max_restarts)
-                cfg->max_failures = h->max_restarts;
-            if (h->window_ms)
-                cfg->window_ms = h->window_ms;
-            cfg->backoff_ms = h->backoff_ms;
-            if (h->backoff_max_ms)
-                cfg->backoff_max_ms = h->backoff_max_ms;
-        }
-}
-
-static int decide(void *ud, const cl_spec_t *spec, size_t slot, int failing, const char *host,
-                  uint64_t epoch, uint64_t *retry_at)
-{
-    run_ctx_t *x = ud;
-    cl_monitor_t *m = x->m;
-    slot_rec_t *s;
-    cl_policy_cfg_t cfg;
-    uint64_t now = cl_time_now_ms(), at = 0;
-    cl_repair_t r;
-    int verdict = CL_GATE_GO;
-    char text[CL_EVENT_TEXT_MAX];
-
-    policy_cfg(spec, slot, &cfg);
-    pthread_mutex_lock(&m->lock);
-    s = slot_get(x->c, spec->slots[slot].name);
-    if (epoch)
-        x->c->epoch = epoch; /* the events of this run carry it */
-    if (!s)
-        goto cleanup;
-    if (!failing) {
-        x->c->seen_running = 1;
-        if (s->move) {
-            s->move = 0;
-            verdict = CL_GATE_MOVE;
-            goto cleanup;
-        }
-        /* stable for a while, and its checks (if any) pass again: the escalation starts over */
-        if (s->repaired_at && now - s->repaired_at >= CL_MONITOR_STABLE_MS && !s->check_failing) {
-            cl_policy_healthy(&s->pol);
-            s->repaired_at = 0;
-        }
-        if (!cl_policy_flapping(&s->pol, now))
-            s->health = s->repaired_at ? "repairing" : "ok";
-        goto cleanup;
-    }
-    if (s->expect_stop && failing == CL_FAIL_DOMAIN) {
-        s->expect_stop = 0; /* stopped by the monitor itself: start it, no new failure */
-        goto cleanup;
-    }
-    if (s->pending_at) {
-        if (now < s->pending_at) {
-            *retry_at = s->pending_at;
-            verdict = CL_GATE_HOLD;
-            goto cleanup;
-        }
-        r = s->pending;
-        s->pending_at = 0;
-    } else if (cl_policy_flapping(&s->pol, now)) {
-        *retry_at = s->pol.flapping_until;
-        s->health = "flapping";
-        verdict = CL_GATE_HOLD;
-        goto cleanup;
-    } else {
-        snprintf(text, sizeof(text), "%s",
-                 failing == CL_FAIL_HOST ? "its host is gone (fenced)"
-                                         : "its domain is not running");
-        snprintf(s->last_failure, sizeof(s->last_failure), "%s", text);
-        s->last_failure_ms = wall_ms();
-        s->failures++;
-        note_locked(m, x->c, 0, "-failure", s->name, host, text);
-        r = cl_policy_failure(&s->pol, &cfg, failing, now, &at);
-        if (r == CL_REPAIR_NONE) {
-            s->health = "flapping";
-            note_locked(m, x->c, 0, "-flapping", s->name, host,
-                        "too many failures in the window: repairs paused");
-            *retry_at = at;
-            verdict = CL_GATE_HOLD;
-            goto cleanup;
-        }
-        if (at > now) {
-            s->pending = r;
-            s->pending_at = at;
-            s->health = "failing";
-            snprintf(text, sizeof(text), "%s repair in %" PRIu64 " ms (backoff)", cl_repair_name(r),
-                     at - now);
-            note_locked(m, x->c, 0, "=backoff", s->name, host, text);
-            *retry_at = at;
-            verdict = CL_GATE_HOLD;
-            goto cleanup;
-        }
-    }
-    verdict = r == CL_REPAIR_REPLACE ? CL_GATE_MOVE : CL_GATE_GO;
-    s->repaired_at = now;
-    s->health = "repairing";
-
-cleanup:
-    pthread_mutex_unlock(&m->lock);
-    return verdict;
-}
-
-/* ========================================================================================== */
 /* The worker                                                                                 */
 /* ========================================================================================== */
 
@@ -397,7 +201,7 @@ static void scan_clouds(cl_monitor_t *m)
     for (i = 0; i < m->nclouds; i++)
         m->clouds[i]->present = 0;
     for (i = 0; i < n; i++) {
-        mcloud_t *c = cloud_get(m, names[i]);
+        cl_monitor_cloud_t *c = cloud_get(m, names[i]);
         if (c)
             c->present = 1;
     }
@@ -414,17 +218,6 @@ static void scan_clouds(cl_monitor_t *m)
     cl_state_names_free(names);
 }
 
-/* cloud_repairs_total's action for a change of a repair run */
-static int mon_act(const char *action)
-{
-    int i;
-
-    for (i = 0; i < CL_MON_ACT_OTHER; i++)
-        if (strcmp(action, mon_act_names[i]) == 0)
-            return i;
-    return CL_MON_ACT_OTHER;
-}
-
 /* A repair run took since t0 (cl_time_real_us); res: its result, NULL if it failed. */
 static void timed_run(cl_monitor_t *m, json_object *res, uint64_t t0)
 {
@@ -436,8 +229,8 @@ static void timed_run(cl_monitor_t *m, json_object *res, uint64_t t0)
         cl_metrics_hist_observe(&m->repair_seconds, secs);
 }
 
-/* After a run: what it changed, into the history; held slots decide the next run. */
-static void digest(cl_monitor_t *m, mcloud_t *c, json_object *res, uint64_t now)
+/* After a run: what it changed, into the history; held slots cl_monitor_decide the next run. */
+static void digest(cl_monitor_t *m, cl_monitor_cloud_t *c, json_object *res, uint64_t now)
 {
     json_object *v, *arr, *st;
     uint64_t next = m->no_sweep ? UINT64_MAX : now + m->sweep_ms;
@@ -458,13 +251,13 @@ static void digest(cl_monitor_t *m, mcloud_t *c, json_object *res, uint64_t now)
             json_object_object_get_ex(ch, "slot", &sl);
             json_object_object_get_ex(ch, "host", &h);
             snprintf(text, sizeof(text), "%s", a ? json_object_get_string(a) : "repair");
-            note_locked(m, c, 0, "+repair", sl ? json_object_get_string(sl) : NULL,
-                        h ? json_object_get_string(h) : NULL, text);
+            cl_monitor_note_locked(m, c, 0, "+repair", sl ? json_object_get_string(sl) : NULL,
+                                   h ? json_object_get_string(h) : NULL, text);
             c->repairs++;
             m->stats.repairs++;
-            c->repairs_by[mon_act(text)]++;
+            c->repairs_by[cl_monitor_act(text)]++;
             if (sl) {
-                slot_rec_t *s = slot_get(c, json_object_get_string(sl));
+                cl_monitor_slot_t *s = cl_monitor_slot_get(c, json_object_get_string(sl));
                 if (s)
                     cl_guest_sessions_drop(m->sessions, c->name, json_object_get_string(sl));
             }
@@ -474,10 +267,10 @@ static void digest(cl_monitor_t *m, mcloud_t *c, json_object *res, uint64_t now)
     if (json_object_object_get_ex(res, "status", &v) && json_object_object_get_ex(v, "slots", &arr))
         for (i = 0; i < json_object_array_length(arr); i++) {
             json_object *so = json_object_array_get_idx(arr, i), *nm, *h;
-            slot_rec_t *s;
+            cl_monitor_slot_t *s;
             if (json_object_object_get_ex(so, "name", &nm) &&
                 json_object_object_get_ex(so, "state", &st) &&
-                (s = slot_get(c, json_object_get_string(nm))) != NULL) {
+                (s = cl_monitor_slot_get(c, json_object_get_string(nm))) != NULL) {
                 s->running = strcmp(json_object_get_string(st), "running") == 0;
                 /* the last known state, for the metrics endpoint (no libvirt call there) */
                 snprintf(s->state, sizeof(s->state), "%s", json_object_get_string(st));
@@ -494,7 +287,7 @@ static void digest(cl_monitor_t *m, mcloud_t *c, json_object *res, uint64_t now)
                 (uint64_t)json_object_get_int64(at) < next)
                 next = (uint64_t)json_object_get_int64(at);
             if (json_object_object_get_ex(h, "slot", &sl)) {
-                slot_rec_t *s = slot_get(c, json_object_get_string(sl));
+                cl_monitor_slot_t *s = cl_monitor_slot_get(c, json_object_get_string(sl));
                 if (s && strcmp(s->health, "flapping") != 0)
                     s->health = "held";
             }
@@ -510,143 +303,8 @@ static void digest(cl_monitor_t *m, mcloud_t *c, json_object *res, uint64_t now)
     pthread_mutex_unlock(&m->lock);
 }
 
-/*
- * The role checks of c's running guests that are due (real hypervisors only), each failure
- * escalated by the slot's policy: the service (start step again), the domain (stopped here,
- * started by the next run), another host (moved by the next run).
- */
-static void run_checks(cl_monitor_t *m, mcloud_t *c, uint64_t now)
-{
-    json_object *state = NULL, *v, *placed = NULL;
-    cl_spec_t *spec = NULL;
-    size_t i;
-    int poke = 0;
-
-    if (cl_state_load(cl_engine_state_dir(m->engine), c->name, &state, NULL) <= 0 ||
-        !json_object_object_get_ex(state, "spec", &v) || cl_spec_parse(v, &spec, NULL) < 0)
-        goto cleanup;
-    if (strncmp(spec->hypervisor, "test:", 5) == 0 || strncmp(spec->hypervisor, "test+", 5) == 0)
-        goto cleanup; /* the test driver's domains have no guests */
-    json_object_object_get_ex(state, "placement", &placed);
-    for (i = 0; i < spec->nslots; i++) {
-        const cl_slot_t *sl = &spec->slots[i];
-        slot_rec_t *s;
-        cl_policy_cfg_t cfg;
-        unsigned interval = CL_HEALTH_INTERVAL_MS;
-        size_t k;
-        int rc, has_check = 0;
-        cl_err_t err;
-        uint64_t at = 0;
-        cl_repair_t r;
-        const char *host = NULL;
-
-        for (k = 0; k < spec->nroles; k++)
-            if (sl->nroles && strcmp(spec->roles[k].name, sl->roles[0]) == 0)
-                interval = spec->roles[k].health.interval_ms;
-        for (k = 0; k < spec->nroles; k++) {
-            size_t j;
-            for (j = 0; j < sl->nroles; j++)
-                if (strcmp(spec->roles[k].name, sl->roles[j]) == 0 &&
-                    spec->roles[k].steps[CL_STEP_CHECK])
-                    has_check = 1;
-        }
-        if (!has_check)
-            continue;
-        pthread_mutex_lock(&m->lock);
-        if (c->due) {
-            /* an event came: the repair run goes first, the checks wait */
-            pthread_mutex_unlock(&m->lock);
-            break;
-        }
-        s = slot_get(c, sl->name);
-        rc = s && s->running && s->next_check <= now && strcmp(s->health, "ok") == 0;
-        if (s && s->next_check <= now)
-            s->next_check = now + interval;
-        pthread_mutex_unlock(&m->lock);
-        if (!rc)
-            continue;
-        if (placed && json_object_object_get_ex(placed, sl->name, &v))
-            host = json_object_get_string(v);
-        cl_err_clear(&err);
-        rc = cl_guests_check_slot(m->sessions, cl_engine_state_dir(m->engine), spec, i, &err);
-        pthread_mutex_lock(&m->lock);
-        m->stats.checks++;
-        if (rc == 0) {
-            s->check_failing = 0;
-            pthread_mutex_unlock(&m->lock);
-            continue;
-        }
-        s->check_failing = 1;
-        m->stats.check_failures++;
-        s->failures++;
-        snprintf(s->last_failure, sizeof(s->last_failure), "check: %.200s", err.msg);
-        s->last_failure_ms = wall_ms();
-        note_locked(m, c, 0, "-check", sl->name, host, s->last_failure);
-        policy_cfg(spec, i, &cfg);
-        r = cl_policy_flapping(&s->pol, now)
-                ? CL_REPAIR_NONE
-                : cl_policy_failure(&s->pol, &cfg, rc < 0 ? CL_FAIL_DOMAIN : CL_FAIL_CHECK, now,
-                                    &at); /* no answer at all: the domain, not the service */
-        if (r == CL_REPAIR_NONE) {
-            s->health = "flapping";
-            note_locked(m, c, 0, "-flapping", sl->name, host,
-                        "too many failures in the window: repairs paused");
-            s->next_check = s->pol.flapping_until;
-            pthread_mutex_unlock(&m->lock);
-            continue;
-        }
-        s->health = "repairing";
-        s->repaired_at = now;
-        if (at > now)
-            s->next_check = at; /* the backoff: the repair waits for the next check */
-        pthread_mutex_unlock(&m->lock);
-        if (at > now)
-            continue;
-        if (r == CL_REPAIR_SERVICE) {
-            cl_err_clear(&err);
-            uint64_t t0 = cl_time_real_us();
-            rc = cl_guests_restart_slot(m->sessions, cl_engine_state_dir(m->engine), spec, i, &err);
-            cl_metrics_hist_observe(&m->repair_seconds, (double)(cl_time_real_us() - t0) / 1e6);
-            cl_monitor_note(m, c->name, 0, rc == 0 ? "+repair" : "-repair", sl->name, host,
-                            "service: start step run again%s%s", rc == 0 ? "" : ": ",
-                            rc == 0 ? "" : err.msg);
-            pthread_mutex_lock(&m->lock);
-            c->repairs++;
-            m->stats.repairs++;
-            c->repairs_by[CL_MON_ACT_SERVICE]++;
-            s->health = "ok"; /* the next check says whether it worked */
-            s->next_check = cl_time_now_ms() + CL_GUEST_CHECK_RETRY_MS;
-            pthread_mutex_unlock(&m->lock);
-        } else if (r == CL_REPAIR_DOMAIN) {
-            pthread_mutex_lock(&m->lock);
-            s->expect_stop = 1;
-            pthread_mutex_unlock(&m->lock);
-            cl_err_clear(&err);
-            if (cl_engine_destroy_slot(m->engine, c->name, sl->name, &err) < 0)
-                cl_monitor_note(m, c->name, 0, "-repair", sl->name, host, "domain: %s", err.msg);
-            cl_guest_sessions_drop(m->sessions, c->name, sl->name);
-            poke = 1;
-        } else {
-            pthread_mutex_lock(&m->lock);
-            s->move = 1;
-            pthread_mutex_unlock(&m->lock);
-            cl_guest_sessions_drop(m->sessions, c->name, sl->name);
-            poke = 1;
-        }
-    }
-
-cleanup:
-    if (poke) {
-        pthread_mutex_lock(&m->lock);
-        c->due = 1;
-        pthread_mutex_unlock(&m->lock);
-    }
-    cl_spec_free(spec);
-    json_object_put(state);
-}
-
 /* The next check due among c's slots (monotonic), UINT64_MAX if none. */
-static uint64_t next_check(const mcloud_t *c)
+static uint64_t next_check(const cl_monitor_cloud_t *c)
 {
     uint64_t t = UINT64_MAX;
     size_t i;
@@ -664,7 +322,7 @@ static void *worker(void *arg)
     pthread_mutex_lock(&m->lock);
     while (!m->quit) {
         uint64_t now = cl_time_now_ms(), wake = UINT64_MAX;
-        mcloud_t *c = NULL;
+        cl_monitor_cloud_t *c = NULL;
         size_t i;
 
         if (!m->no_sweep && now >= m->next_scan) {
@@ -707,8 +365,8 @@ static void *worker(void *arg)
             continue;
         }
         {
-            run_ctx_t x = {m, c};
-            cl_engine_gate_t gate = {&x, decide};
+            cl_monitor_run_t x = {m, c};
+            cl_engine_gate_t gate = {&x, cl_monitor_decide};
             json_object *res = NULL;
             cl_err_t err;
             int adopt_only = !c->seen_running, rc;
@@ -745,7 +403,7 @@ static void *worker(void *arg)
                     cl_log(CL_LOG_INFO, "+forward", "cloud=%s slot=%s told the leader", c->name,
                            slot);
                 if (c->acting)
-                    run_checks(m, c, now);
+                    cl_monitor_run_checks(m, c, now);
             }
             (void)due;
             json_object_put(res);
@@ -822,7 +480,7 @@ void cl_monitor_free(cl_monitor_t *m)
 
 void cl_monitor_poke(cl_monitor_t *m, const char *cloud, const char *slot, const char *why)
 {
-    mcloud_t *c = lock_cloud(m, cloud);
+    cl_monitor_cloud_t *c = lock_cloud(m, cloud);
 
     if (c) {
         c->due = 1;
@@ -836,7 +494,7 @@ void cl_monitor_poke(cl_monitor_t *m, const char *cloud, const char *slot, const
 void cl_monitor_on_domain(void *ud, cl_virt_t *v, const cl_dom_t *d, int event)
 {
     cl_monitor_t *m = ud;
-    mcloud_t *c;
+    cl_monitor_cloud_t *c;
 
     (void)v;
     if (event == CL_VIRT_EV_STARTED || !d->cloud[0])
@@ -853,7 +511,7 @@ void cl_monitor_on_domain(void *ud, cl_virt_t *v, const cl_dom_t *d, int event)
 json_object *cl_monitor_events(cl_monitor_t *m, const char *cloud, uint64_t after, size_t limit)
 {
     json_object *arr = NULL;
-    mcloud_t *c;
+    cl_monitor_cloud_t *c;
 
     if ((c = lock_cloud(m, cloud)) != NULL) {
         if (c->events)
@@ -877,7 +535,7 @@ void cl_monitor_save(cl_monitor_t *m, const char *cloud)
 void cl_monitor_annotate(cl_monitor_t *m, json_object *st)
 {
     json_object *nm, *slots, *mon;
-    mcloud_t *c = NULL;
+    cl_monitor_cloud_t *c = NULL;
     size_t i, k;
     uint64_t now = cl_time_now_ms();
 
@@ -890,7 +548,7 @@ void cl_monitor_annotate(cl_monitor_t *m, json_object *st)
     if (json_object_object_get_ex(st, "slots", &slots))
         for (i = 0; i < json_object_array_length(slots); i++) {
             json_object *o = json_object_array_get_idx(slots, i), *sn, *ss, *lf = NULL;
-            const slot_rec_t *s = NULL;
+            const cl_monitor_slot_t *s = NULL;
             const char *health;
             if (!json_object_object_get_ex(o, "name", &sn))
                 json_object_object_get_ex(o, "slot", &sn);
@@ -945,7 +603,7 @@ void cl_monitor_annotate(cl_monitor_t *m, json_object *st)
 
 void cl_monitor_applied(cl_monitor_t *m, const char *cloud)
 {
-    mcloud_t *c = lock_cloud(m, cloud);
+    cl_monitor_cloud_t *c = lock_cloud(m, cloud);
 
     if (c) {
         json_object *last = c->events ? cl_events_json(c->events, c->applied_seq, 0) : NULL;
@@ -976,125 +634,4 @@ json_object *cl_monitor_stats(cl_monitor_t *m)
     json_object_object_add(o, "clouds", json_object_new_int64((int64_t)m->nclouds));
     pthread_mutex_unlock(&m->lock);
     return o;
-}
-
-/* ========================================================================================== */
-/* Metrics (issue 6): from the monitor's counters and the last run's view, no libvirt call    */
-/* ========================================================================================== */
-
-/* The health word of cl_monitor_annotate, from the record alone. */
-static const char *slot_health(const slot_rec_t *s, uint64_t now)
-{
-    if (cl_policy_flapping(&s->pol, now))
-        return "flapping";
-    if (strcmp(s->health, "unknown") != 0)
-        return s->health;
-    return s->running ? "ok" : "unknown";
-}
-
-/* Whether the cloud's slot metrics are this daemon's to give: it acts, and s is still declared */
-static int slot_shown(const mcloud_t *c, const slot_rec_t *s)
-{
-    return c->acting && c->runs && s->seen_run == c->runs;
-}
-
-void cl_monitor_metrics(cl_monitor_t *m, cl_metrics_buf_t *b)
-{
-    uint64_t now = cl_time_now_ms();
-    size_t i, k;
-    int a;
-
-    if (!m)
-        return;
-    pthread_mutex_lock(&m->lock);
-    cl_metrics_family(b, "cloud_monitor_runs_total", "counter",
-                      "Repair runs of the monitor (events, sweeps, held repairs).");
-    cl_metrics_sample(b, "cloud_monitor_runs_total", NULL, (double)m->stats.runs);
-    cl_metrics_family(b, "cloud_monitor_checks_total", "counter",
-                      "Role checks run in guests by the monitor.");
-    cl_metrics_sample(b, "cloud_monitor_checks_total", NULL, (double)m->stats.checks);
-    cl_metrics_family(b, "cloud_monitor_check_failures_total", "counter",
-                      "Role checks that failed.");
-    cl_metrics_sample(b, "cloud_monitor_check_failures_total", NULL,
-                      (double)m->stats.check_failures);
-    cl_metrics_family(b, "cloud_monitor_events_total", "counter",
-                      "Events added to the clouds' histories (failures, repairs, backoff...).");
-    cl_metrics_sample(b, "cloud_monitor_events_total", NULL, (double)m->stats.events);
-    cl_metrics_family(b, "cloud_monitor_watching", "gauge",
-                      "1 if this daemon acted on the cloud at the monitor's last run.");
-    for (i = 0; i < m->nclouds; i++)
-        cl_metrics_sample(b, "cloud_monitor_watching",
-                          (const char *[]){"cloud", m->clouds[i]->name, NULL},
-                          m->clouds[i]->acting);
-    cl_metrics_family(b, "cloud_state", "gauge",
-                      "The cloud's state (running, degraded, stopped) at the monitor's last run, "
-                      "on the daemon that acts on it.");
-    for (i = 0; i < m->nclouds; i++)
-        if (m->clouds[i]->acting && m->clouds[i]->state[0])
-            cl_metrics_sample(
-                b, "cloud_state",
-                (const char *[]){"cloud", m->clouds[i]->name, "state", m->clouds[i]->state, NULL},
-                1);
-    cl_metrics_family(b, "cloud_repairs_total", "counter",
-                      "Repairs by this daemon's monitor, by action (start, create, remove, setup: "
-                      "a repair run's changes; service: a role's start step run again).");
-    for (i = 0; i < m->nclouds; i++)
-        for (a = 0; a < CL_MON_ACT_COUNT; a++)
-            cl_metrics_sample(
-                b, "cloud_repairs_total",
-                (const char *[]){"cloud", m->clouds[i]->name, "action", mon_act_names[a], NULL},
-                (double)m->clouds[i]->repairs_by[a]);
-    cl_metrics_family(b, "cloud_slot_up", "gauge",
-                      "1 if the slot's domain ran at the monitor's last run, else 0 (on the daemon "
-                      "that acts on the cloud).");
-    for (i = 0; i < m->nclouds; i++)
-        for (k = 0; k < m->clouds[i]->nslots; k++) {
-            const slot_rec_t *s = &m->clouds[i]->slots[k];
-            if (slot_shown(m->clouds[i], s))
-                cl_metrics_sample(b, "cloud_slot_up",
-                                  (const char *[]){"cloud", m->clouds[i]->name, "slot", s->name,
-                                                   "host", s->host, NULL},
-                                  s->running);
-        }
-    cl_metrics_family(b, "cloud_slot_health", "gauge",
-                      "1 for the slot's health as the monitor says it (ok, repairing, failing, "
-                      "flapping, held, unknown).");
-    for (i = 0; i < m->nclouds; i++)
-        for (k = 0; k < m->clouds[i]->nslots; k++) {
-            const slot_rec_t *s = &m->clouds[i]->slots[k];
-            if (slot_shown(m->clouds[i], s))
-                cl_metrics_sample(b, "cloud_slot_health",
-                                  (const char *[]){"cloud", m->clouds[i]->name, "slot", s->name,
-                                                   "health", slot_health(s, now), NULL},
-                                  1);
-        }
-    cl_metrics_family(b, "cloud_slot_restarts_total", "counter",
-                      "Repairs chosen for the slot by its restart policy.");
-    for (i = 0; i < m->nclouds; i++)
-        for (k = 0; k < m->clouds[i]->nslots; k++) {
-            const slot_rec_t *s = &m->clouds[i]->slots[k];
-            if (slot_shown(m->clouds[i], s))
-                cl_metrics_sample(
-                    b, "cloud_slot_restarts_total",
-                    (const char *[]){"cloud", m->clouds[i]->name, "slot", s->name, NULL},
-                    s->pol.restarts);
-        }
-    cl_metrics_family(b, "cloud_slot_failures_total", "counter",
-                      "Failures seen for the slot: its domain stopped, its host gone, a check.");
-    for (i = 0; i < m->nclouds; i++)
-        for (k = 0; k < m->clouds[i]->nslots; k++) {
-            const slot_rec_t *s = &m->clouds[i]->slots[k];
-            if (slot_shown(m->clouds[i], s))
-                cl_metrics_sample(
-                    b, "cloud_slot_failures_total",
-                    (const char *[]){"cloud", m->clouds[i]->name, "slot", s->name, NULL},
-                    (double)s->failures);
-        }
-    pthread_mutex_unlock(&m->lock);
-    cl_metrics_family(b, "cloud_monitor_run_duration_seconds", "histogram",
-                      "Duration of the monitor's repair runs.");
-    cl_metrics_hist_write(b, "cloud_monitor_run_duration_seconds", NULL, &m->run_seconds);
-    cl_metrics_family(b, "cloud_repair_duration_seconds", "histogram",
-                      "Duration of the repair runs that repaired a slot, and of service repairs.");
-    cl_metrics_hist_write(b, "cloud_repair_duration_seconds", NULL, &m->repair_seconds);
 }

@@ -1,13 +1,14 @@
 /*
- * cloudd: the per-host daemon.  It owns the host's hypervisor connections (holding libvirt's
- * test driver open in embedded mode), serves the root-only control socket, runs the leader's
- * work for the clouds it leads, and in embedded mode exits once the last cloud is stopped.
- * The main thread runs libvirt's event loop (control socket, timers, domain events); each
- * control connection is served by a thread of its own; the engine serialises mutations.
+ * cloudd: the per-host daemon.  It owns the host's hypervisor connections (libvirt's test
+ * driver held open in embedded mode), serves the root-only control socket, runs the leader's
+ * work, and in embedded mode exits once the last cloud is stopped.  The main thread runs
+ * libvirt's event loop; each request is served by a thread of its own (the ops: cloudd_ops.c;
+ * the command line: cloudd_opts.c); the engine serialises mutations.
  */
+#include "cloudd_int.h"
+
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <libgen.h>
 #include <libvirt/libvirt.h>
 #include <limits.h>
@@ -40,39 +41,15 @@
 #include "cl_timeouts.h"
 #include "cl_virt.h"
 
-#define CLOUDD_VERSION "0.1.0"
-#define CLOUDD_REQUEST_MS 10000    /* a client must send its request within this */
-#define CLOUDD_IDLE_CHECK_MS 2000  /* embedded mode: how often to check for idleness */
-#define CLOUDD_LEADER_WAIT_MS 2000 /* "leader" right after joining waits this long for one */
-#define CLOUDD_IDLE_EXIT_MS 60000  /* embedded mode: exit when no cloud and idle this long */
+#define CLOUDD_REQUEST_MS 10000   /* a client must send its request within this */
+#define CLOUDD_IDLE_CHECK_MS 2000 /* embedded mode: how often to check for idleness */
 
-static struct {
-    const char *socket_path;
-    const char *state_dir;
-    const char *log_path;
-    const char *pid_path;
-    int embedded;
-    int daemonize;
-    int debug;
-    unsigned idle_exit_ms;
-    unsigned peer_port;
-    cl_bully_config_t timers; /* zeros: the defaults of cl_timeouts.h */
-    cl_addrs_t addresses;
-    unsigned fence_ms;  /* 0: CL_FENCE_SELF_MS */
-    long destroy_ms;    /* -1: CL_FENCE_DESTROY_MS */
-    unsigned sweep_ms;  /* 0: CL_MONITOR_SWEEP_MS */
-    int no_sweep;       /* events and pokes only */
-    int no_monitor;     /* no self-healing at all (Puppet and cloudctl monitor only) */
-    int allow_faults;   /* the "fault" op: chaos tests on the embedded hypervisor */
-    int no_autodestroy; /* VMs outlive this daemon (no dead man's switch) */
-} opt;
+/* the command line, and the daemon's one engine, monitor and peer layer (cloudd_int.h) */
+cloudd_opts_t cloudd_opt;
+cl_engine_t *cloudd_engine;
+cl_monitor_t *cloudd_monitor;
+cl_peers_t *cloudd_peers;
 
-static cl_engine_t *engine;
-static cl_monitor_t *monitor; /* NULL: --no-monitor */
-static cl_peers_t *peers;     /* NULL: no peer identity (--address), single-host clouds only */
-
-static const char *metrics_at;           /* --metrics ADDR:PORT (NULL: no metrics endpoint) */
-static int metrics_any;                  /* --metrics-any: a non-loopback address is accepted */
 static cl_metrics_server_t *metrics_srv; /* NULL: no --metrics */
 
 static int listen_fd = -1;
@@ -101,22 +78,9 @@ static void send_line(int fd, json_object *o)
         cl_log(CL_LOG_DEBUG, "-client", "could not write to a client: %s", err.msg);
 }
 
-/*
- * Progress lines of one request are batched: a burst of events (a converge on the test driver
- * emits hundreds within milliseconds) costs one send() and one client wake-up, not one each.
- * The batch goes out when it is large, when the engine says a slow step follows (ev == NULL),
- * and before the final line.
- */
-typedef struct outbuf {
-    int fd; /* -1: a handed-over request: events go to collect */
-    char *p;
-    size_t n, cap;
-    json_object *collect;
-} outbuf_t;
-
 #define CLOUDD_BATCH_BYTES 32768
 
-static void out_flush(outbuf_t *o)
+static void out_flush(cloudd_out_t *o)
 {
     size_t off = 0;
 
@@ -138,9 +102,9 @@ static void out_flush(outbuf_t *o)
     o->n = 0;
 }
 
-static void on_progress(void *ud, json_object *ev)
+void cloudd_on_progress(void *ud, json_object *ev)
 {
-    outbuf_t *o = ud;
+    cloudd_out_t *o = ud;
     const char *t;
     size_t len;
 
@@ -182,7 +146,7 @@ static void wake_loop(void)
     }
 }
 
-static void request_quit(void)
+void cloudd_request_quit(void)
 {
     atomic_store(&quit_flag, 1);
     wake_loop();
@@ -193,8 +157,8 @@ static void unlink_socket(void)
 {
     struct stat st;
 
-    if (stat(opt.socket_path, &st) == 0 && st.st_ino == sock_ino)
-        unlink(opt.socket_path);
+    if (stat(cloudd_opt.socket_path, &st) == 0 && st.st_ino == sock_ino)
+        unlink(cloudd_opt.socket_path);
 }
 
 /*
@@ -207,13 +171,13 @@ static void embedded_check(void)
 {
     uint64_t idle = cl_time_now_ms() - atomic_load(&last_activity_ms);
 
-    if (!opt.embedded || atomic_load(&active) != 0 || atomic_load(&quit_flag))
+    if (!cloudd_opt.embedded || atomic_load(&active) != 0 || atomic_load(&quit_flag))
         return;
-    if (cl_engine_cloud_count(engine) != 0) {
+    if (cl_engine_cloud_count(cloudd_engine) != 0) {
         atomic_store(&last_stopped, 0);
         return;
     }
-    if (!atomic_load(&last_stopped) && idle < opt.idle_exit_ms)
+    if (!atomic_load(&last_stopped) && idle < cloudd_opt.idle_exit_ms)
         return;
     cl_log(CL_LOG_INFO, "-exit", "embedded mode: %s",
            atomic_load(&last_stopped) ? "the last cloud is stopped" : "no cloud for a while");
@@ -226,461 +190,6 @@ static void embedded_check(void)
     atomic_store(&quit_flag, 1);
 }
 
-static json_object *ok_with(json_object *res)
-{
-    if (!res)
-        res = json_object_new_object();
-    json_object_object_add(res, "ok", json_object_new_boolean(1));
-    return res;
-}
-
-/* Parse "spec" of a request if present.  Returns 1 if parsed, 0 if absent, -1 on error. */
-static int req_spec(json_object *req, cl_spec_t **spec, cl_err_t *err)
-{
-    json_object *v;
-
-    *spec = NULL;
-    if (!json_object_object_get_ex(req, "spec", &v) || json_object_is_type(v, json_type_null))
-        return 0;
-    return cl_spec_parse(v, spec, err) < 0 ? -1 : 1;
-}
-
-static const char *req_str(json_object *req, const char *key)
-{
-    json_object *v;
-
-    if (json_object_object_get_ex(req, key, &v) && json_object_is_type(v, json_type_string))
-        return json_object_get_string(v);
-    return NULL;
-}
-
-/*
- * Just joined, or just elected: give the election a moment (bounded) to name a leader and, when
- * that is this host, to gather its majority.  The leader's index (-1: none yet).
- */
-static int wait_leader(const cl_spec_t *spec, uint64_t *ep, int *acting)
-{
-    uint64_t deadline = cl_time_now_ms() + CLOUDD_LEADER_WAIT_MS;
-    int li = cl_engine_leader(engine, spec, ep, acting);
-
-    while (cl_engine_elected(engine, spec) && cl_time_now_ms() < deadline &&
-           (li < 0 || (cl_net_is_self(cl_engine_self(engine), spec->pool[li]) && !*acting))) {
-        usleep(20000);
-        li = cl_engine_leader(engine, spec, ep, acting);
-    }
-    return li;
-}
-
-/* The leader of spec as this daemon sees it; -1 with err if this host may not act on it. */
-static int check_leader(const cl_spec_t *spec, cl_err_t *err)
-{
-    int li;
-
-    if (!cl_engine_is_member(engine, spec))
-        return cl_err_set(err, CL_ERR_ELECTION, 0, NULL, "lead cloud",
-                          "this host is not in the pool of cloud %s", spec->name);
-    if (cl_engine_elected(engine, spec)) {
-        uint64_t ep = 0;
-        int acting = 0;
-        wait_leader(spec, &ep, &acting);
-        return 0; /* the engine asks the election again, right before it acts */
-    }
-    if (spec->npool > 1 && !peers)
-        return cl_err_set(err, CL_ERR_ELECTION, 0, NULL, "lead cloud",
-                          "cloud %s has a pool of %zu hosts but this cloudd has no peer layer: "
-                          "run it with --address (this host's pool address, which it must be "
-                          "able to bind; see its log)",
-                          spec->name, spec->npool);
-    li = cl_engine_leader_index(engine, spec);
-    if (li < 0 || !cl_net_is_self(cl_engine_self(engine), spec->pool[li]))
-        return cl_err_set(err, CL_ERR_ELECTION, 0, li >= 0 ? spec->pool[li] : NULL, "lead cloud",
-                          "this host does not lead cloud %s (the leader is %s)", spec->name,
-                          li >= 0 ? spec->pool[li] : "unknown");
-    return 0;
-}
-
-/*
- * The cloud domains on this host's own hypervisors (the URIs of the clouds known here, for this
- * host): {"domains": [{name, cloud, slot, state, epoch, uri}]}.  With fault_slot: that slot's
- * domain of cloud is destroyed first, behind the engine's back (the chaos tests' fault).
- */
-static json_object *local_domains(const char *cloud, const char *fault_slot, cl_err_t *err)
-{
-    char **names = NULL, **uris = NULL;
-    size_t n = 0, nu = 0, i, k;
-    json_object *res = NULL, *arr = json_object_new_array();
-    int faulted = 0;
-
-    if (cl_state_list(opt.state_dir, &names, &n, err) < 0)
-        goto cleanup;
-    /* the hypervisors already open here too: a forgotten cloud's leftovers are listed */
-    {
-        size_t nc = 0;
-        char **open_uris = cl_engine_conn_uris(engine, &nc);
-        uris = calloc(n + nc + 1, sizeof(*uris));
-        for (k = 0; uris && k < nc; k++)
-            uris[nu++] = open_uris[k];
-        if (!uris)
-            for (k = 0; k < nc; k++)
-                free(open_uris[k]);
-        free(open_uris);
-    }
-    for (i = 0; uris && i < n; i++) {
-        json_object *state = NULL, *v;
-        cl_spec_t *spec = NULL;
-        cl_err_t e2;
-        size_t j;
-        if (cl_state_load(opt.state_dir, names[i], &state, &e2) > 0 &&
-            json_object_object_get_ex(state, "spec", &v) && cl_spec_parse(v, &spec, &e2) == 0)
-            for (j = 0; j < spec->npool; j++)
-                if (cl_net_is_self(cl_engine_self(engine), spec->pool[j])) {
-                    char *u = cl_spec_uri_for(spec->hypervisor, spec->pool[j]);
-                    for (k = 0; u && k < nu; k++)
-                        if (strcmp(uris[k], u) == 0) {
-                            free(u);
-                            u = NULL;
-                        }
-                    if (u)
-                        uris[nu++] = u;
-                    break;
-                }
-        cl_spec_free(spec);
-        json_object_put(state);
-    }
-    for (k = 0; k < nu; k++) {
-        cl_virt_t *vt = cl_engine_conn(engine, uris[k], "self", err);
-        cl_dom_list_t doms = {0};
-        if (!vt || cl_virt_scan(vt, NULL, &doms, NULL, err) < 0)
-            goto cleanup;
-        for (i = 0; i < doms.n; i++) {
-            json_object *o;
-            if (fault_slot && strcmp(doms.v[i].cloud, cloud) == 0 &&
-                strcmp(doms.v[i].slot, fault_slot) == 0 && doms.v[i].state == CL_DOM_RUNNING) {
-                if (cl_virt_destroy(vt, doms.v[i].name, "fault", err) < 0) {
-                    cl_dom_list_free(&doms);
-                    goto cleanup;
-                }
-                faulted++;
-                doms.v[i].state = CL_DOM_SHUTOFF;
-            }
-            o = json_object_new_object();
-            json_object_object_add(o, "name", json_object_new_string(doms.v[i].name));
-            json_object_object_add(o, "cloud", json_object_new_string(doms.v[i].cloud));
-            json_object_object_add(o, "slot", json_object_new_string(doms.v[i].slot));
-            json_object_object_add(o, "state",
-                                   json_object_new_string(cl_dom_state_name(doms.v[i].state)));
-            json_object_object_add(o, "epoch", json_object_new_int64((int64_t)doms.v[i].epoch));
-            json_object_object_add(o, "uri", json_object_new_string(uris[k]));
-            json_object_array_add(arr, o);
-        }
-        cl_dom_list_free(&doms);
-    }
-    if (fault_slot && !faulted) {
-        cl_err_set(err, CL_ERR_STATE, 0, NULL, "fault",
-                   "no running domain of slot %s of cloud %s on this host", fault_slot, cloud);
-        goto cleanup;
-    }
-    res = json_object_new_object();
-    json_object_object_add(res, "domains", arr);
-    arr = NULL;
-    if (fault_slot)
-        json_object_object_add(res, "destroyed", json_object_new_int(faulted));
-
-cleanup:
-    json_object_put(arr);
-    for (k = 0; k < nu; k++)
-        free(uris[k]);
-    free(uris);
-    cl_state_names_free(names);
-    return res;
-}
-
-static json_object *dispatch(outbuf_t *out, json_object *req, int *stopped, cl_err_t *err)
-{
-    const char *op = req_str(req, "op"), *name = req_str(req, "name");
-    json_object *res = NULL, *v;
-    cl_spec_t *spec = NULL;
-    int noop = json_object_object_get_ex(req, "noop", &v) && json_object_get_boolean(v);
-    int has;
-
-    if (!json_object_object_get_ex(req, "v", &v) || json_object_get_int(v) != CL_CTL_VERSION) {
-        cl_err_set(err, CL_ERR_PROTO, 0, NULL, "request", "unsupported protocol version (want %d)",
-                   CL_CTL_VERSION);
-        return NULL;
-    }
-    if (!op) {
-        cl_err_set(err, CL_ERR_PROTO, 0, NULL, "request", "no \"op\" in the request");
-        return NULL;
-    }
-    has = req_spec(req, &spec, err);
-    if (has < 0)
-        return NULL;
-    if (!name && spec)
-        name = spec->name;
-    if (name && !cl_spec_name_ok(name)) {
-        cl_err_set(err, CL_ERR_PROTO, 0, NULL, op, "invalid cloud name");
-        goto cleanup;
-    }
-    /*
-     * A member of a pool of several takes part in its election as soon as it knows the spec
-     * of a running cloud (not from a stop manifest, whatever the op: a host that forgot a
-     * stopped cloud does not join it again when Puppet asks its status or stops it).
-     */
-    if (spec && spec->running && peers && spec->npool > 1 && cl_engine_is_member(engine, spec) &&
-        strcmp(op, "plan") != 0 && strcmp(op, "stop") != 0 && cl_peers_join(peers, spec, err) < 0)
-        goto cleanup;
-
-    if (strcmp(op, "hello") == 0) {
-        json_object *addrs = json_object_new_array();
-        const cl_addrs_t *self = cl_engine_self(engine);
-        size_t i;
-        res = json_object_new_object();
-        for (i = 0; i < self->n; i++)
-            json_object_array_add(addrs, json_object_new_string(self->v[i]));
-        json_object_object_add(res, "version", json_object_new_string(CLOUDD_VERSION));
-        json_object_object_add(res, "pid", json_object_new_int((int)getpid()));
-        json_object_object_add(res, "embedded", json_object_new_boolean(opt.embedded));
-        json_object_object_add(res, "addresses", addrs);
-        json_object_object_add(res, "clouds",
-                               json_object_new_int((int)cl_engine_cloud_count(engine)));
-    } else if (strcmp(op, "apply") == 0 || strcmp(op, "plan") == 0) {
-        int plan = strcmp(op, "plan") == 0;
-        if (!spec) {
-            cl_err_set(err, CL_ERR_PROTO, 0, NULL, op, "no spec in the request");
-            goto cleanup;
-        }
-        if (!plan && !noop && check_leader(spec, err) < 0)
-            goto cleanup;
-        if (cl_engine_apply(engine, spec, plan || noop, plan ? NULL : on_progress, out, &res, err) <
-            0)
-            goto cleanup;
-        if (!plan && !noop && monitor) {
-            /* what the leader repaired since the last apply: for this run's report */
-            json_object *st = NULL;
-            if (json_object_object_get_ex(res, "status", &st))
-                cl_monitor_annotate(monitor, st);
-            cl_monitor_applied(monitor, spec->name);
-        }
-    } else if (strcmp(op, "stop") == 0) {
-        if (!name) {
-            cl_err_set(err, CL_ERR_PROTO, 0, NULL, op, "no cloud name in the request");
-            goto cleanup;
-        }
-        if (spec && !noop && cl_engine_elected(engine, spec)) {
-            int acting = 0;
-            cl_engine_leader(engine, spec, NULL, &acting);
-            if (!acting) {
-                /*
-                 * A member that does not lead hands the stop to the leader, which orders it on
-                 * every pool host, tears the cloud down and tells them to forget it.  Leaving
-                 * the election here first would take the leader's majority away (the cloud's
-                 * VMs left running): without a leader, the stop fails and nothing is forgotten.
-                 */
-                json_object *answer = NULL, *events = NULL, *state = NULL;
-                size_t i;
-                int known = cl_state_load(cl_engine_state_dir(engine), name, &state, err);
-                json_object_put(state);
-                if (known < 0)
-                    goto cleanup;
-                if (known == 0) {
-                    /* forgotten already (the leader's stop reached this host): nothing to do */
-                    if (peers)
-                        cl_peers_leave(peers, name);
-                    res = json_object_new_object();
-                    json_object_object_add(res, "changed", json_object_new_int(0));
-                    json_object_object_add(res, "changes", json_object_new_array());
-                    json_object_object_add(res, "forgotten", json_object_new_boolean(1));
-                    *stopped = 1;
-                    goto cleanup;
-                }
-                if (!peers || cl_peers_forward(peers, spec, req, &answer, &events, err) < 0) {
-                    /*
-                     * No leader to hand it to.  If a leader's stop order reached this host,
-                     * the stop is recorded where it counts: forgetting it here is safe.
-                     */
-                    cl_intent_t in;
-                    cl_err_t e2;
-                    int now_acting = 0;
-                    cl_engine_leader(engine, spec, NULL, &now_acting);
-                    if (now_acting) {
-                        /* this host was elected meanwhile: it stops the cloud itself */
-                        cl_err_clear(err);
-                        goto stop_here;
-                    }
-                    cl_err_clear(&e2);
-                    if (cl_engine_intent(engine, name, NULL, 0, NULL, &in, &e2) < 0 || !in.stopped)
-                        goto cleanup;
-                    cl_err_clear(err);
-                    answer = json_object_new_object();
-                    json_object_object_add(answer, "changed", json_object_new_int(0));
-                    json_object_object_add(answer, "changes", json_object_new_array());
-                }
-                for (i = 0; events && i < json_object_array_length(events); i++)
-                    on_progress(out, json_object_array_get_idx(events, i));
-                json_object_put(events);
-                /* the leader's "forget" may have missed this host: forget it here too */
-                cl_peers_leave(peers, name);
-                if (cl_state_remove(cl_engine_state_dir(engine), name, err) < 0) {
-                    json_object_put(answer);
-                    goto cleanup;
-                }
-                res = answer;
-                json_object_object_add(res, "forgotten", json_object_new_boolean(1));
-                *stopped = 1;
-                goto cleanup;
-            }
-        }
-    stop_here:
-        if (spec && !noop && check_leader(spec, err) < 0)
-            goto cleanup;
-        if (cl_engine_stop(engine, name, spec, noop, on_progress, out, &res, err) < 0)
-            goto cleanup;
-        *stopped = !noop;
-        if (peers && !noop)
-            cl_peers_leave(peers, name);
-    } else if (strcmp(op, "status") == 0) {
-        if (cl_engine_status(engine, name, spec, &res, err) < 0)
-            goto cleanup;
-        if (monitor) {
-            json_object *clouds = NULL;
-            size_t i;
-            json_object_object_get_ex(res, "clouds", &clouds);
-            for (i = 0; clouds && i < json_object_array_length(clouds); i++)
-                cl_monitor_annotate(monitor, json_object_array_get_idx(clouds, i));
-        }
-        if (peers) {
-            /* each cloud run by an election says how its election stands */
-            json_object *clouds = NULL;
-            size_t i;
-            json_object_object_get_ex(res, "clouds", &clouds);
-            for (i = 0; clouds && i < json_object_array_length(clouds); i++) {
-                json_object *c = json_object_array_get_idx(clouds, i), *nm, *el;
-                if (!json_object_object_get_ex(c, "name", &nm))
-                    continue;
-                el = cl_peers_status(peers, json_object_get_string(nm));
-                if (el && json_object_object_get_ex(el, "state", NULL)) {
-                    /* the election's word on leader and epoch, on every member alike */
-                    json_object *lv, *ev;
-                    if (json_object_object_get_ex(el, "leader", &lv))
-                        json_object_object_add(c, "leader", json_object_get(lv));
-                    if (json_object_object_get_ex(el, "epoch", &ev))
-                        json_object_object_add(c, "epoch", json_object_get(ev));
-                }
-                if (el)
-                    json_object_object_add(c, "election", el);
-            }
-        }
-    } else if (strcmp(op, "events") == 0) {
-        int64_t after = 0, limit = 0;
-        if (!name) {
-            cl_err_set(err, CL_ERR_PROTO, 0, NULL, op, "no cloud name in the request");
-            goto cleanup;
-        }
-        if (json_object_object_get_ex(req, "after", &v))
-            after = json_object_get_int64(v);
-        if (json_object_object_get_ex(req, "limit", &v))
-            limit = json_object_get_int64(v);
-        if (after < 0 || limit < 0) {
-            cl_err_set(err, CL_ERR_PROTO, 0, NULL, op, "after and limit must not be negative");
-            goto cleanup;
-        }
-        res = json_object_new_object();
-        json_object_object_add(res, "name", json_object_new_string(name));
-        json_object_object_add(
-            res, "events",
-            monitor ? cl_monitor_events(monitor, name, (uint64_t)after, (size_t)limit)
-                    : json_object_new_array());
-    } else if (strcmp(op, "fault") == 0 || strcmp(op, "domains") == 0) {
-        /* this host's own domains of every cloud; "fault": stop one behind the engine's back */
-        const char *slot = req_str(req, "slot");
-        if (strcmp(op, "fault") == 0 && (!opt.allow_faults || !slot || !name)) {
-            cl_err_set(err, CL_ERR_PROTO, 0, NULL, op,
-                       !opt.allow_faults ? "fault injection is off (cloudd --allow-faults)"
-                                         : "fault needs a cloud name and a slot");
-            goto cleanup;
-        }
-        if (!(res = local_domains(name, strcmp(op, "fault") == 0 ? slot : NULL, err)))
-            goto cleanup;
-    } else if (strcmp(op, "monitor") == 0) {
-        if (!name) {
-            cl_err_set(err, CL_ERR_PROTO, 0, NULL, op, "no cloud name in the request");
-            goto cleanup;
-        }
-        if (cl_engine_monitor(engine, name, on_progress, out, &res, err) < 0)
-            goto cleanup;
-    } else if (strcmp(op, "leader") == 0) {
-        int li, acting = 0;
-        uint64_t ep = 0;
-        if (!spec) {
-            cl_err_set(err, CL_ERR_PROTO, 0, NULL, op, "no spec in the request");
-            goto cleanup;
-        }
-        li = wait_leader(spec, &ep, &acting);
-        res = json_object_new_object();
-        json_object_object_add(res, "leader",
-                               li >= 0 ? json_object_new_string(spec->pool[li]) : NULL);
-        json_object_object_add(res, "member",
-                               json_object_new_boolean(cl_engine_is_member(engine, spec)));
-        json_object_object_add(
-            res, "self",
-            json_object_new_boolean(li >= 0 &&
-                                    cl_net_is_self(cl_engine_self(engine), spec->pool[li])));
-        json_object_object_add(res, "acting", json_object_new_boolean(acting));
-        if (cl_engine_elected(engine, spec)) {
-            json_object_object_add(res, "epoch", json_object_new_int64((int64_t)ep));
-            json_object_object_add(res, "election", cl_peers_status(peers, spec->name));
-        } else {
-            /* the epoch is in the cloud's state file: no need to scan the hypervisor */
-            json_object *st = NULL;
-            cl_err_t e2;
-            int64_t epoch = 0;
-            if (cl_state_load(opt.state_dir, spec->name, &st, &e2) > 0 &&
-                json_object_object_get_ex(st, "epoch", &v))
-                epoch = json_object_get_int64(v);
-            json_object_put(st);
-            json_object_object_add(res, "epoch", json_object_new_int64(epoch));
-        }
-    } else if (strcmp(op, "handover") == 0) {
-        /* a member that does not lead: its spec to the leader, the leader's progress back */
-        json_object *fwd = json_object_new_object(), *answer = NULL, *events = NULL;
-        size_t i;
-        int rc;
-        if (!spec || !peers || !cl_engine_elected(engine, spec)) {
-            json_object_put(fwd);
-            cl_err_set(err, CL_ERR_ELECTION, 0, NULL, op,
-                       "no election of this cloud here: only a member of a pool of several "
-                       "hosts hands its spec over");
-            goto cleanup;
-        }
-        json_object_object_add(fwd, "v", json_object_new_int(CL_CTL_VERSION));
-        json_object_object_add(fwd, "op", json_object_new_string("apply"));
-        json_object_object_add(fwd, "name", json_object_new_string(spec->name));
-        json_object_object_add(fwd, "spec", json_object_get(spec->json));
-        rc = cl_peers_forward(peers, spec, fwd, &answer, &events, err);
-        json_object_put(fwd);
-        if (rc < 0)
-            goto cleanup;
-        for (i = 0; i < json_object_array_length(events); i++)
-            on_progress(out, json_object_array_get_idx(events, i));
-        json_object_put(events);
-        res = answer;
-    } else if (strcmp(op, "exec") == 0) {
-        /* a command in the cloud's guests (cl_exec): run by the leader, handed over to it */
-        cl_exec_ctx_t x = {engine, monitor, peers};
-        if (!(res = cl_exec_serve(&x, req, out->fd < 0, err)))
-            goto cleanup;
-    } else if (strcmp(op, "shutdown") == 0) {
-        res = json_object_new_object();
-        request_quit();
-    } else {
-        cl_err_set(err, CL_ERR_PROTO, 0, NULL, "request", "unknown op '%s'", op);
-    }
-
-cleanup:
-    cl_spec_free(spec);
-    return res ? ok_with(res) : NULL;
-}
-
 /*
  * A request is over (the one `active` counted): an embedded daemon whose last cloud it stopped
  * may now exit, decided on the event loop.
@@ -688,7 +197,7 @@ cleanup:
 static void request_done(int stopped)
 {
     atomic_store(&last_activity_ms, cl_time_now_ms());
-    if (stopped && opt.embedded && cl_engine_cloud_count(engine) == 0)
+    if (stopped && cloudd_opt.embedded && cl_engine_cloud_count(cloudd_engine) == 0)
         atomic_store(&last_stopped, 1);
     atomic_fetch_sub(&active, 1);
     if (stopped)
@@ -700,7 +209,7 @@ static void *serve(void *arg)
     conn_t *c = arg;
     cl_ctl_reader_t rd;
     json_object *req = NULL, *res = NULL;
-    outbuf_t out = {c->fd, NULL, 0, 0, NULL};
+    cloudd_out_t out = {c->fd, NULL, 0, 0, NULL};
     cl_err_t err;
     int stopped = 0, n;
 
@@ -712,7 +221,7 @@ static void *serve(void *arg)
             cl_err_set(&err, CL_ERR_PROTO, 0, NULL, "request", "empty request");
         res = cl_ctl_error_json(&err);
     } else {
-        res = dispatch(&out, req, &stopped, &err);
+        res = cloudd_dispatch(&out, req, &stopped, &err);
         if (!res)
             res = cl_ctl_error_json(&err);
     }
@@ -738,14 +247,14 @@ static void *serve(void *arg)
  */
 static json_object *peer_control(void *ud, json_object *req, json_object *events, cl_err_t *err)
 {
-    outbuf_t out = {-1, NULL, 0, 0, events};
+    cloudd_out_t out = {-1, NULL, 0, 0, events};
     json_object *res;
     int stopped = 0;
 
     (void)ud;
     atomic_fetch_add(&active, 1);
     atomic_store(&last_activity_ms, cl_time_now_ms());
-    res = dispatch(&out, req, &stopped, err);
+    res = cloudd_dispatch(&out, req, &stopped, err);
     cl_log_flush();
     request_done(stopped);
     return res;
@@ -808,14 +317,14 @@ static void on_idle_timer(int timer, void *ud)
 /* Self-healing: the peers' fencing and liveness checks, on the loop; buffered log lines out. */
 static void on_tick(int timer, void *ud)
 {
-    if (peers)
-        cl_peers_tick(peers);
+    if (cloudd_peers)
+        cl_peers_tick(cloudd_peers);
     cl_log_flush();
 }
 
 static void on_peers_watch(void *ud, const char *cloud, const char *why)
 {
-    cl_monitor_poke(monitor, cloud, NULL, why);
+    cl_monitor_poke(cloudd_monitor, cloud, NULL, why);
 }
 
 /* A domain stopped here, of a cloud another member leads: its monitor is told. */
@@ -824,9 +333,9 @@ static int forward_poke(void *ud, const char *cloud, const char *slot)
     cl_err_t err;
 
     cl_err_clear(&err);
-    if (!peers)
+    if (!cloudd_peers)
         return -1;
-    if (cl_peers_poke_leader(peers, cloud, slot, &err) < 0) {
+    if (cl_peers_poke_leader(cloudd_peers, cloud, slot, &err) < 0) {
         cl_log(CL_LOG_DEBUG, "-forward", "cloud=%s slot=%s %s", cloud, slot, err.msg);
         return -1;
     }
@@ -839,7 +348,7 @@ static void on_conn(void *ud, cl_virt_t *v)
     cl_err_t err;
 
     cl_err_clear(&err);
-    if (cl_virt_watch(v, cl_monitor_on_domain, monitor, &err) < 0)
+    if (cl_virt_watch(v, cl_monitor_on_domain, cloudd_monitor, &err) < 0)
         cl_log(CL_LOG_WARN, "-watch", "uri=%s no domain events (the sweep still runs): %s",
                cl_virt_uri(v), err.msg);
     else
@@ -867,15 +376,15 @@ static void rejoin_clouds(void)
     cl_err_t err;
 
     cl_err_clear(&err);
-    if (cl_state_list(opt.state_dir, &names, &n, &err) < 0)
+    if (cl_state_list(cloudd_opt.state_dir, &names, &n, &err) < 0)
         return;
     for (i = 0; i < n; i++) {
         json_object *state = NULL, *v;
         cl_spec_t *spec = NULL;
-        if (cl_state_load(opt.state_dir, names[i], &state, &err) > 0 &&
+        if (cl_state_load(cloudd_opt.state_dir, names[i], &state, &err) > 0 &&
             json_object_object_get_ex(state, "spec", &v) && cl_spec_parse(v, &spec, &err) == 0 &&
-            spec->npool > 1 && cl_engine_is_member(engine, spec) &&
-            cl_peers_join(peers, spec, &err) < 0)
+            spec->npool > 1 && cl_engine_is_member(cloudd_engine, spec) &&
+            cl_peers_join(cloudd_peers, spec, &err) < 0)
             cl_log(CL_LOG_WARN, "-join", "cloud=%s %s", names[i], err.msg);
         cl_spec_free(spec);
         json_object_put(state);
@@ -890,9 +399,9 @@ static int make_socket(cl_err_t *err)
     int fd, probe;
     struct stat st;
 
-    if (strlen(opt.socket_path) >= sizeof(sa.sun_path))
+    if (strlen(cloudd_opt.socket_path) >= sizeof(sa.sun_path))
         return cl_err_set(err, CL_ERR_SYS, 0, NULL, "listen", "socket path too long");
-    snprintf(tmp, sizeof(tmp), "%s", opt.socket_path);
+    snprintf(tmp, sizeof(tmp), "%s", cloudd_opt.socket_path);
     snprintf(dir, sizeof(dir), "%s", dirname(tmp));
     if (stat(dir, &st) < 0) {
         if (mkdir(dir, 0700) < 0 && errno != EEXIST)
@@ -901,217 +410,41 @@ static int make_socket(cl_err_t *err)
     /* Another daemon on this socket?  A stale socket file is removed. */
     {
         cl_err_t e2;
-        if (cl_ctl_connect(opt.socket_path, 500, &probe, &e2) == 0) {
+        if (cl_ctl_connect(cloudd_opt.socket_path, 500, &probe, &e2) == 0) {
             close(probe);
             return cl_err_set(err, CL_ERR_SYS, EADDRINUSE, NULL, "listen",
-                              "a cloudd already answers on %s", opt.socket_path);
+                              "a cloudd already answers on %s", cloudd_opt.socket_path);
         }
     }
-    unlink(opt.socket_path);
+    unlink(cloudd_opt.socket_path);
     fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0)
         return cl_err_sys(err, NULL, "listen", "socket");
     memset(&sa, 0, sizeof(sa));
     sa.sun_family = AF_UNIX;
-    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", opt.socket_path);
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", cloudd_opt.socket_path);
     {
         mode_t old = umask(0077);
         int rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
         umask(old);
         if (rc < 0) {
-            cl_err_sys(err, NULL, "listen", "bind %s", opt.socket_path);
+            cl_err_sys(err, NULL, "listen", "bind %s", cloudd_opt.socket_path);
             close(fd);
             return -1;
         }
     }
-    chmod(opt.socket_path, 0600);
+    chmod(cloudd_opt.socket_path, 0600);
     {
         struct stat st;
-        if (stat(opt.socket_path, &st) == 0)
+        if (stat(cloudd_opt.socket_path, &st) == 0)
             sock_ino = st.st_ino;
     }
     if (listen(fd, 64) < 0) {
-        cl_err_sys(err, NULL, "listen", "listen %s", opt.socket_path);
+        cl_err_sys(err, NULL, "listen", "listen %s", cloudd_opt.socket_path);
         close(fd);
         return -1;
     }
     listen_fd = fd;
-    return 0;
-}
-
-static void usage(FILE *fp)
-{
-    fprintf(
-        fp,
-        "usage: cloudd [options]\n"
-        "  --socket PATH      control socket (default $CLOUD_SOCKET or %s)\n"
-        "  --state-dir DIR    state directory (default $CLOUD_STATE_DIR or /var/lib/cloud)\n"
-        "  --address ADDR     this host's identity in pools (repeatable; default: all local\n"
-        "                     interface addresses)\n"
-        "  --peer-port N      UDP (election) and TCP (host operations) port of the peer\n"
-        "                     layer, on the first --address (default 7946)\n"
-        "  --hb-interval-ms N, --hb-timeout-ms N, --answer-timeout-ms N, --coord-timeout-ms N,\n"
-        "  --quorum-window-ms N\n"
-        "                     election timers (defaults 50, 250, 60, 200, 250: see\n"
-        "                     doc/ELECTION.md); the same on every pool host\n"
-        "  --fence-ms N       a member without its cloud's leader for N ms stops its copies\n"
-        "                     of the cloud's VMs (default %d; the same on every pool host)\n"
-        "  --destroy-ms N     one guest's destroy on this pool's hypervisors: the leader waits\n"
-        "                     this much longer for a silent host per further copy it may\n"
-        "                     hold (libvirtd destroys a dead daemon's guests one by one;\n"
-        "                     default %d, 0: off; the test driver is never counted)\n"
-        "  --sweep-ms N       the monitor's periodic sweep of every cloud (default %d)\n"
-        "  --no-sweep         domain events and liveness only (benchmarks)\n"
-        "  --no-monitor       no self-healing: repairs only by Puppet and cloudctl monitor\n"
-        "  --allow-faults     accept cloudctl fault (chaos tests)\n"
-        "  --no-autodestroy   VMs started here outlive the daemon (default: libvirtd destroys\n"
-        "                     them when the daemon dies, so a dead daemon fences its host)\n"
-        "  --metrics ADDR:PORT\n"
-        "                     serve Prometheus metrics at http://ADDR:PORT/metrics (PORT\n"
-        "                     alone: 127.0.0.1; off by default)\n"
-        "  --metrics-any      allow --metrics on a non-loopback address (no authentication)\n"
-        "  --embedded         started by the provider: exit once no cloud is left\n"
-        "  --idle-exit-ms N   embedded mode: exit after N ms with no cloud (default %d)\n"
-        "  --daemonize        fork into the background once the socket is ready\n"
-        "  --log FILE         log file (default: stderr; <state-dir>/cloudd.log when daemonized)\n"
-        "  --pidfile FILE     write the daemon's PID there\n"
-        "  --debug            verbose log\n",
-        CL_CTL_DEFAULT_SOCKET, CL_FENCE_SELF_MS, CL_FENCE_DESTROY_MS, CL_MONITOR_SWEEP_MS,
-        CLOUDD_IDLE_EXIT_MS);
-}
-
-static int parse_args(int argc, char **argv)
-{
-    static const struct option longopts[] = {{"socket", required_argument, NULL, 's'},
-                                             {"state-dir", required_argument, NULL, 'd'},
-                                             {"address", required_argument, NULL, 'a'},
-                                             {"embedded", no_argument, NULL, 'e'},
-                                             {"daemonize", no_argument, NULL, 'D'},
-                                             {"log", required_argument, NULL, 'l'},
-                                             {"pidfile", required_argument, NULL, 'p'},
-                                             {"debug", no_argument, NULL, 'g'},
-                                             {"idle-exit-ms", required_argument, NULL, 'i'},
-                                             {"peer-port", required_argument, NULL, 'P'},
-                                             {"hb-interval-ms", required_argument, NULL, 1001},
-                                             {"hb-timeout-ms", required_argument, NULL, 1002},
-                                             {"answer-timeout-ms", required_argument, NULL, 1003},
-                                             {"coord-timeout-ms", required_argument, NULL, 1004},
-                                             {"quorum-window-ms", required_argument, NULL, 1005},
-                                             {"fence-ms", required_argument, NULL, 1006},
-                                             {"destroy-ms", required_argument, NULL, 1050},
-                                             {"sweep-ms", required_argument, NULL, 1007},
-                                             {"no-sweep", no_argument, NULL, 1008},
-                                             {"no-monitor", no_argument, NULL, 1009},
-                                             {"allow-faults", no_argument, NULL, 1010},
-                                             {"no-autodestroy", no_argument, NULL, 1011},
-                                             {"metrics", required_argument, NULL, 1012},
-                                             {"metrics-any", no_argument, NULL, 1013},
-                                             {"help", no_argument, NULL, 'h'},
-                                             {NULL, 0, NULL, 0}};
-    int c;
-
-    opt.idle_exit_ms = CLOUDD_IDLE_EXIT_MS;
-    opt.destroy_ms = -1;
-    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-        switch (c) {
-        case 's': opt.socket_path = optarg; break;
-        case 'd': opt.state_dir = optarg; break;
-        case 'a': cl_addrs_add(&opt.addresses, optarg); break;
-        case 'e': opt.embedded = 1; break;
-        case 'D': opt.daemonize = 1; break;
-        case 'l': opt.log_path = optarg; break;
-        case 'p': opt.pid_path = optarg; break;
-        case 'g': opt.debug = 1; break;
-        case 1001:
-        case 1002:
-        case 1003:
-        case 1004:
-        case 1005: {
-            char *end;
-            unsigned long v = strtoul(optarg, &end, 10);
-            uint64_t *slot[] = {&opt.timers.hb_interval_ms, &opt.timers.hb_timeout_ms,
-                                &opt.timers.answer_timeout_ms, &opt.timers.coord_timeout_ms,
-                                &opt.timers.quorum_window_ms};
-            if (*end || v == 0 || v > 600000) {
-                static const char *const names[] = {"hb-interval-ms", "hb-timeout-ms",
-                                                    "answer-timeout-ms", "coord-timeout-ms",
-                                                    "quorum-window-ms"};
-                fprintf(stderr, "cloudd: --%s: '%s' is not a number of ms (1..600000)\n",
-                        names[c - 1001], optarg);
-                return -1;
-            }
-            *slot[c - 1001] = v;
-            break;
-        }
-        case 1006:
-        case 1007: {
-            char *end;
-            unsigned long v = strtoul(optarg, &end, 10);
-            if (*end || v < 10 || v > 3600000) {
-                fprintf(stderr, "cloudd: --%s: '%s' is not a number of ms (10..3600000)\n",
-                        c == 1006 ? "fence-ms" : "sweep-ms", optarg);
-                return -1;
-            }
-            *(c == 1006 ? &opt.fence_ms : &opt.sweep_ms) = (unsigned)v;
-            break;
-        }
-        case 1050: {
-            char *end;
-            long v = strtol(optarg, &end, 10);
-            if (*end || !*optarg || v < 0 || v > 60000) {
-                fprintf(stderr, "cloudd: --destroy-ms: '%s' is not a number of ms (0..60000)\n",
-                        optarg);
-                return -1;
-            }
-            opt.destroy_ms = v;
-            break;
-        }
-        case 1008: opt.no_sweep = 1; break;
-        case 1009: opt.no_monitor = 1; break;
-        case 1010: opt.allow_faults = 1; break;
-        case 1011: opt.no_autodestroy = 1; break;
-        case 1012: metrics_at = optarg; break;
-        case 1013: metrics_any = 1; break;
-        case 'P': {
-            char *end;
-            unsigned long v = strtoul(optarg, &end, 10);
-            if (*end || v == 0 || v > 65535) {
-                fprintf(stderr, "cloudd: --peer-port: '%s' is not a port number\n", optarg);
-                return -1;
-            }
-            opt.peer_port = (unsigned)v;
-            break;
-        }
-        case 'i': {
-            char *end;
-            unsigned long v = strtoul(optarg, &end, 10);
-            if (*end || v > 86400000UL) {
-                fprintf(stderr, "cloudd: --idle-exit-ms: '%s' is not a number of ms\n", optarg);
-                return -1;
-            }
-            opt.idle_exit_ms = (unsigned)v;
-            break;
-        }
-        case 'h': usage(stdout); exit(0);
-        default: usage(stderr); return -1;
-        }
-    }
-    if (optind < argc) {
-        fprintf(stderr, "cloudd: unexpected argument '%s'\n", argv[optind]);
-        return -1;
-    }
-    if (metrics_at) {
-        cl_err_t e;
-        if (cl_metrics_check_listen(metrics_at, metrics_any, &e) < 0) {
-            fprintf(stderr, "cloudd: %s: %s\n", e.op, e.msg);
-            return -1;
-        }
-    }
-    opt.socket_path = cl_ctl_socket_path(opt.socket_path);
-    if (!opt.state_dir)
-        opt.state_dir = getenv("CLOUD_STATE_DIR") && *getenv("CLOUD_STATE_DIR")
-                            ? getenv("CLOUD_STATE_DIR")
-                            : "/var/lib/cloud";
     return 0;
 }
 
@@ -1131,10 +464,10 @@ int main(int argc, char **argv)
      */
     mallopt(M_ARENA_MAX, 2);
     mallopt(M_TRIM_THRESHOLD, 128 * 1024);
-    if (parse_args(argc, argv) < 0)
+    if (cloudd_opts_parse(&cloudd_opt, argc, argv) < 0)
         return 2;
     signal(SIGPIPE, SIG_IGN);
-    if (opt.daemonize) {
+    if (cloudd_opt.daemonize) {
         pid_t pid;
         char c = 0;
         if (pipe(ready_pipe) < 0) {
@@ -1156,24 +489,25 @@ int main(int argc, char **argv)
         }
         close(ready_pipe[0]);
         setsid();
-        if (!opt.log_path) {
-            snprintf(logbuf, sizeof(logbuf), "%s/cloudd.log", opt.state_dir);
-            opt.log_path = logbuf;
+        if (!cloudd_opt.log_path) {
+            snprintf(logbuf, sizeof(logbuf), "%s/cloudd.log", cloudd_opt.state_dir);
+            cloudd_opt.log_path = logbuf;
         }
     }
-    if (cl_state_init(opt.state_dir, &err) < 0) {
+    if (cl_state_init(cloudd_opt.state_dir, &err) < 0) {
         fprintf(stderr, "cloudd: %s\n", err.msg);
         goto out;
     }
-    if (opt.log_path) {
-        FILE *fp = fopen(opt.log_path, "a");
+    if (cloudd_opt.log_path) {
+        FILE *fp = fopen(cloudd_opt.log_path, "a");
         if (!fp) {
-            fprintf(stderr, "cloudd: cannot open log %s: %s\n", opt.log_path, strerror(errno));
+            fprintf(stderr, "cloudd: cannot open log %s: %s\n", cloudd_opt.log_path,
+                    strerror(errno));
             goto out;
         }
         setvbuf(fp, NULL, _IOFBF, 65536); /* cl_log flushes (see CL_LOG_FLUSH_MS) */
         cl_log_set_stream(fp);
-        if (opt.daemonize) {
+        if (cloudd_opt.daemonize) {
             int nul = open("/dev/null", O_RDWR);
             if (nul >= 0) {
                 dup2(nul, 0);
@@ -1183,31 +517,32 @@ int main(int argc, char **argv)
             }
         }
     }
-    if (opt.debug)
+    if (cloudd_opt.debug)
         cl_log_set_level(CL_LOG_DEBUG);
-    cl_log_set_tag(opt.addresses.n ? opt.addresses.v[0] : "cloudd");
+    cl_log_set_tag(cloudd_opt.addresses.n ? cloudd_opt.addresses.v[0] : "cloudd");
 
     if (virEventRegisterDefaultImpl() < 0) {
         cl_log(CL_LOG_ERR, "-start", "cannot register libvirt's event loop");
         goto out;
     }
     cl_virt_global_init();
-    cl_virt_set_autodestroy(!opt.no_autodestroy);
+    cl_virt_set_autodestroy(!cloudd_opt.no_autodestroy);
     memset(&eo, 0, sizeof(eo));
-    eo.state_dir = opt.state_dir;
-    eo.self = &opt.addresses;
-    if (cl_state_init(opt.state_dir, &err) < 0)
+    eo.state_dir = cloudd_opt.state_dir;
+    eo.self = &cloudd_opt.addresses;
+    if (cl_state_init(cloudd_opt.state_dir, &err) < 0)
         goto fail_start;
-    if (opt.addresses.n > 0) {
+    if (cloudd_opt.addresses.n > 0) {
         /* a peer identity: this daemon takes part in the elections of pools of several hosts */
-        peers = cl_peers_new(opt.addresses.v[0], opt.peer_port, opt.state_dir, &err);
-        if (peers) {
-            cl_peers_set_timers(peers, &opt.timers);
-            cl_peers_set_fence_ms(peers, opt.fence_ms);
-            cl_peers_hooks(peers, &peer_hooks);
+        cloudd_peers = cl_peers_new(cloudd_opt.addresses.v[0], cloudd_opt.peer_port,
+                                    cloudd_opt.state_dir, &err);
+        if (cloudd_peers) {
+            cl_peers_set_timers(cloudd_peers, &cloudd_opt.timers);
+            cl_peers_set_fence_ms(cloudd_peers, cloudd_opt.fence_ms);
+            cl_peers_hooks(cloudd_peers, &peer_hooks);
             peer_hooks.destroy_ms =
-                opt.destroy_ms < 0 ? CL_FENCE_DESTROY_MS : (uint64_t)opt.destroy_ms;
-            cl_peers_set_control(peers, peer_control, NULL);
+                cloudd_opt.destroy_ms < 0 ? CL_FENCE_DESTROY_MS : (uint64_t)cloudd_opt.destroy_ms;
+            cl_peers_set_control(cloudd_peers, peer_control, NULL);
             eo.peers = &peer_hooks;
         } else {
             /* clouds of one host still work; pools of several are refused, saying why */
@@ -1216,36 +551,37 @@ int main(int argc, char **argv)
             cl_err_clear(&err);
         }
     }
-    if (cl_engine_new(&eo, &engine, &err) < 0 || make_socket(&err) < 0 ||
-        (peers && (cl_peers_set_engine(peers, engine), cl_peers_register(peers, &err) < 0))) {
+    if (cl_engine_new(&eo, &cloudd_engine, &err) < 0 || make_socket(&err) < 0 ||
+        (cloudd_peers && (cl_peers_set_engine(cloudd_peers, cloudd_engine),
+                          cl_peers_register(cloudd_peers, &err) < 0))) {
     fail_start:;
         char buf[1024];
         cl_log(CL_LOG_ERR, "-start", "%s", cl_err_format(&err, buf, sizeof(buf)));
-        if (!opt.log_path || opt.daemonize)
+        if (!cloudd_opt.log_path || cloudd_opt.daemonize)
             fprintf(stderr, "cloudd: %s\n", buf);
         goto out;
     }
-    if (!opt.no_monitor) {
+    if (!cloudd_opt.no_monitor) {
         cl_monitor_opts_t mo;
         memset(&mo, 0, sizeof(mo));
-        mo.engine = engine;
-        mo.sweep_ms = opt.sweep_ms;
-        mo.no_sweep = opt.no_sweep;
+        mo.engine = cloudd_engine;
+        mo.sweep_ms = cloudd_opt.sweep_ms;
+        mo.no_sweep = cloudd_opt.no_sweep;
         mo.forward = forward_poke;
-        monitor = cl_monitor_new(&mo, &err);
-        if (!monitor)
+        cloudd_monitor = cl_monitor_new(&mo, &err);
+        if (!cloudd_monitor)
             goto fail_start;
-        cl_engine_set_conn_hook(engine, on_conn, NULL);
-        if (peers)
-            cl_peers_set_watch(peers, on_peers_watch, NULL);
+        cl_engine_set_conn_hook(cloudd_engine, on_conn, NULL);
+        if (cloudd_peers)
+            cl_peers_set_watch(cloudd_peers, on_peers_watch, NULL);
     }
-    if (metrics_at) {
-        cl_metrics_daemon_opts_t mo = {.engine = engine,
-                                       .monitor = monitor,
-                                       .peers = peers,
+    if (cloudd_opt.metrics_at) {
+        cl_metrics_daemon_opts_t mo = {.engine = cloudd_engine,
+                                       .monitor = cloudd_monitor,
+                                       .peers = cloudd_peers,
                                        .version = CLOUDD_VERSION,
-                                       .listen = metrics_at,
-                                       .allow_any = metrics_any};
+                                       .listen = cloudd_opt.metrics_at,
+                                       .allow_any = cloudd_opt.metrics_any};
         if (!(metrics_srv = cl_metrics_daemon_start(&mo, &err)))
             goto fail_start;
     }
@@ -1265,17 +601,18 @@ int main(int argc, char **argv)
     /* the housekeeping timer: buffered log lines out, embedded-mode exit check */
     idle_timer = virEventAddTimeout(CLOUDD_IDLE_CHECK_MS, on_idle_timer, NULL, NULL);
     tick_timer = virEventAddTimeout(CL_MONITOR_TICK_MS, on_tick, NULL, NULL);
-    if (opt.pid_path) {
-        FILE *fp = fopen(opt.pid_path, "w");
+    if (cloudd_opt.pid_path) {
+        FILE *fp = fopen(cloudd_opt.pid_path, "w");
         if (fp) {
             fprintf(fp, "%d\n", (int)getpid());
             fclose(fp);
         }
     }
-    if (peers)
+    if (cloudd_peers)
         rejoin_clouds();
     cl_log(CL_LOG_INFO, "+start", "cloudd %s pid=%d socket=%s state=%s%s", CLOUDD_VERSION,
-           (int)getpid(), opt.socket_path, opt.state_dir, opt.embedded ? " embedded" : "");
+           (int)getpid(), cloudd_opt.socket_path, cloudd_opt.state_dir,
+           cloudd_opt.embedded ? " embedded" : "");
     cl_log_flush();
     if (ready_pipe[1] >= 0) {
         char c = 'R';
@@ -1307,17 +644,17 @@ out:
         virEventRemoveTimeout(tick_timer);
     if (sock_ino)
         unlink_socket();
-    if (opt.pid_path && rc == 0)
-        unlink(opt.pid_path);
+    if (cloudd_opt.pid_path && rc == 0)
+        unlink(cloudd_opt.pid_path);
     if (ready_pipe[1] >= 0)
         close(ready_pipe[1]);
     cl_metrics_server_free(metrics_srv); /* its thread reads the monitor, peers and engine */
     /* the engine is left to the OS if requests are still running */
     if (atomic_load(&active) == 0) {
-        cl_monitor_free(monitor); /* before the engine it uses */
-        cl_peers_free(peers);
-        cl_engine_free(engine);
+        cl_monitor_free(cloudd_monitor); /* before the engine it uses */
+        cl_peers_free(cloudd_peers);
+        cl_engine_free(cloudd_engine);
     }
-    cl_addrs_free(&opt.addresses);
+    cl_addrs_free(&cloudd_opt.addresses);
     return rc;
 }

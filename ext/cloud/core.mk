@@ -25,7 +25,7 @@ $(OBJDIR)/libcloudcore.a: $(OBJS)
 	rm -f $@
 	ar rcs $@ $^
 
-bin/cloudd: $(OBJDIR)/cloudd.o $(OBJDIR)/libcloudcore.a
+bin/cloudd: $(OBJDIR)/cloudd.o $(OBJDIR)/cloudd_ops.o $(OBJDIR)/cloudd_opts.o $(OBJDIR)/libcloudcore.a
 	@mkdir -p bin
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 

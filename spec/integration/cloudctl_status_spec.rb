@@ -11,43 +11,22 @@ require 'json'
 require 'open3'
 require 'pty'
 require 'timeout'
-require 'tmpdir'
 
-$LOAD_PATH.unshift(File.expand_path('../../lib', __dir__))
-require 'cloud_ext'
-
-CST_ROOT = File.expand_path('../..', __dir__)
-CST_CLOUDCTL = File.join(CST_ROOT, 'bin/cloudctl')
-
-require_relative 'support/cloudd_pool'
+require_relative 'support/cloudd_daemons'
 
 RSpec.describe 'cloudctl status' do
-  include ClouddPool
+  include_context 'cloudd daemons', 'cloud-status'
 
   def cloud_name = 'st'
+  def daemon_args = %w[--sweep-ms 500 --allow-faults]
 
   before(:all) do
-    @tmp = Dir.mktmpdir('cloud-status')
-    @template = File.read(File.join(CST_ROOT, 'modules/web/files/template-test.xml'))
     start_daemon
     expect(Cloud.new(spec, socket: sock, state_dir: state, autostart: false).leader_start['changed']).to eq(3)
   end
 
   after(:all) do
-    if @pid
-      call(nil, 'op' => 'stop', 'name' => 'st')
-      stop_pid(@pid)
-    end
-    FileUtils.rm_rf(@tmp)
-  end
-
-  def sock(_host = nil) = File.join(@tmp, 'cloudd.sock')
-  def state = File.join(@tmp, 'state')
-
-  def start_daemon
-    @pid = Process.spawn(File.join(CST_ROOT, 'bin/cloudd'), '--socket', sock, '--state-dir', state,
-                         '--log', File.join(@tmp, 'log'), '--sweep-ms', '500', '--allow-faults', in: File::NULL)
-    wait_for('cloudd to answer') { File.socket?(sock) && call(nil, 'op' => 'hello') }
+    call(:main, 'op' => 'stop', 'name' => 'st') if daemon_running?
   end
 
   def spec
@@ -67,14 +46,14 @@ RSpec.describe 'cloudctl status' do
   end
 
   def ctl(*args, env: {})
-    out, st = Open3.capture2e(env, CST_CLOUDCTL, '--socket', sock, '--state-dir', state, *args)
+    out, st = Open3.capture2e(env, ClouddDaemons::CLOUDCTL, '--socket', sock, '--state-dir', state, *args)
     [out, st.exitstatus]
   end
 
   # The text of cloudctl on a terminal (a pty), with env.
   def on_tty(*args, env: {})
     out = +''
-    PTY.spawn(env, CST_CLOUDCTL, '--socket', sock, *args) do |r, _w, pid|
+    PTY.spawn(env, ClouddDaemons::CLOUDCTL, '--socket', sock, *args) do |r, _w, pid|
       begin
         r.each_line { |l| out << l }
       rescue Errno::EIO
@@ -90,7 +69,7 @@ RSpec.describe 'cloudctl status' do
   # returned.
   def watching(*args, sig: 'TERM')
     r, w = IO.pipe
-    pid = Process.spawn(CST_CLOUDCTL, '--socket', sock, '--state-dir', state, 'status', *args, out: w, err: w)
+    pid = Process.spawn(ClouddDaemons::CLOUDCTL, '--socket', sock, '--state-dir', state, 'status', *args, out: w, err: w)
     w.close
     text = +''
     read_until = lambda do |pattern, count = 1|
@@ -111,7 +90,7 @@ RSpec.describe 'cloudctl status' do
   end
 
   it 'prints a header, one aligned table of every slot and a summary, within 100 columns' do
-    wait_for('the monitor to watch the cloud') { call(nil, 'op' => 'status', 'name' => 'st')&.dig('clouds', 0, 'monitor', 'watching') }
+    wait_for('the monitor to watch the cloud') { call(:main, 'op' => 'status', 'name' => 'st')&.dig('clouds', 0, 'monitor', 'watching') }
     out, code = ctl('status', 'st')
     expect(code).to eq(0)
     lines = out.lines.map(&:chomp)
@@ -137,10 +116,10 @@ RSpec.describe 'cloudctl status' do
 
   it 'shows a failing slot: its state, health, restarts, last failure and the summary' do
     ctl('fault', 'st', 'st-compute-1')
-    wait_for('the restart') { call(nil, 'op' => 'status', 'name' => 'st')&.dig('clouds', 0, 'slots', 2, 'restarts') == 1 }
-    wait_for('the restarted domain running') { call(nil, 'op' => 'status', 'name' => 'st')&.dig('clouds', 0, 'slots', 2, 'state') == 'running' }
+    wait_for('the restart') { call(:main, 'op' => 'status', 'name' => 'st')&.dig('clouds', 0, 'slots', 2, 'restarts') == 1 }
+    wait_for('the restarted domain running') { call(:main, 'op' => 'status', 'name' => 'st')&.dig('clouds', 0, 'slots', 2, 'state') == 'running' }
     ctl('fault', 'st', 'st-compute-1') # the second failure: flapping (max_restarts 1)
-    wait_for('st-compute-1 flapping') { call(nil, 'op' => 'status', 'name' => 'st')&.dig('clouds', 0, 'slots', 2, 'health') == 'flapping' }
+    wait_for('st-compute-1 flapping') { call(:main, 'op' => 'status', 'name' => 'st')&.dig('clouds', 0, 'slots', 2, 'health') == 'flapping' }
     out, = ctl('status', 'st')
     expect(out).to match(/^  st-compute-1 +compute +127\.0\.0\.1 +shutoff +flapping +1  \d+s ago: its domain is not run/)
     expect(out).to match(/^Cloud st \(cloud\): degraded$/)
@@ -174,7 +153,7 @@ RSpec.describe 'cloudctl status' do
     expect(watching('--watch=0.2', sig: 'INT') { |read| read.call(/slots running/) }.exitstatus).to eq(0)
     # on a terminal: each frame clears the screen first
     out = +''
-    PTY.spawn(CST_CLOUDCTL, '--socket', sock, 'status', '--watch', '0.2') do |r, _w, pid|
+    PTY.spawn(ClouddDaemons::CLOUDCTL, '--socket', sock, 'status', '--watch', '0.2') do |r, _w, pid|
       Timeout.timeout(10) { out << r.readpartial(65_536) until out.scan("\e[H\e[2J").size >= 2 }
       Process.kill('TERM', pid)
       Timeout.timeout(3) { expect(Process.wait2(pid)[1].exitstatus).to eq(0) }
@@ -197,8 +176,7 @@ RSpec.describe 'cloudctl status' do
   it 'keeps watching while the daemon is gone, and reads the state without it' do
     status = watching('st', '--watch', '0.3') do |read|
       read.call(/slots running/)
-      stop_pid(@pid)
-      @pid = nil
+      stop_daemon
       text = read.call(/cloudd not answering on #{Regexp.escape(sock)} \(no daemon\); trying again every 0\.3 s/)
       read.call(/read-only view from the state directory/) if text
       # the daemon is back: the watch shows it again
@@ -206,8 +184,7 @@ RSpec.describe 'cloudctl status' do
       read.call(/cloudd not answering.*\n(?:.*\n)*?^  monitor:    (?!unknown)/)
     end
     expect(status.exitstatus).to eq(0)
-    stop_pid(@pid)
-    @pid = nil
+    stop_daemon
     out, code = ctl('status', 'st')
     expect(code).to eq(0)
     expect(out).to include('monitor:    unknown (read-only view: no cloudd answers)')

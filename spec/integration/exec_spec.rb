@@ -9,29 +9,19 @@
 # by PID; conditions are polled with bounded waits.
 require 'json'
 require 'open3'
-require 'tmpdir'
 
-$LOAD_PATH.unshift(File.expand_path('../../lib', __dir__))
-require 'cloud_ext'
+require_relative 'support/cloudd_daemons'
 
-EXEC_ROOT = File.expand_path('../..', __dir__)
 EXEC_POOL = %w[127.0.0.2 127.0.0.3 127.0.0.4].freeze
 
-require_relative 'support/cloudd_pool'
-
 RSpec.describe 'cloudctl exec on one host' do
-  include ClouddPool
+  include_context 'cloudd daemons', 'cloud-exec'
 
   def cloud_name = 'ex'
 
   before(:all) do
-    @tmp = Dir.mktmpdir('cloud-exec')
-    @template = File.read(File.join(EXEC_ROOT, 'modules/web/files/template-test.xml'))
-    FileUtils.mkdir_p(File.join(@tmp, 'main'))
     # no sweep during the test: the history must reach the disk by itself
-    @pid = Process.spawn(File.join(EXEC_ROOT, 'bin/cloudd'), '--socket', sock, '--state-dir', state,
-                         '--log', log_path, '--sweep-ms', '600000', in: File::NULL)
-    wait_for('cloudd to answer') { File.socket?(sock) && call(:main, 'op' => 'hello') }
+    start_daemon(:main, '--sweep-ms', '600000')
     spec = {
       'name' => 'ex', 'type' => 'cloud', 'ensure' => 'running', 'pool' => ['127.0.0.1'],
       'hypervisor' => 'test:///default', 'template' => @template,
@@ -47,17 +37,8 @@ RSpec.describe 'cloudctl exec on one host' do
     Cloud.new(spec, socket: sock, state_dir: state, autostart: false).leader_start
   end
 
-  after(:all) do
-    stop_pid(@pid) if @pid
-    FileUtils.rm_rf(@tmp)
-  end
-
-  def sock(_which = :main) = File.join(@tmp, 'main', 'cloudd.sock')
-  def state = File.join(@tmp, 'main', 'state')
-  def log_path = File.join(@tmp, 'main', 'log')
-
   def ctl(*args)
-    out, err, st = Open3.capture3(File.join(EXEC_ROOT, 'bin/cloudctl'), '--socket', sock, *args)
+    out, err, st = Open3.capture3(ClouddDaemons::CLOUDCTL, '--socket', sock, *args)
     [out, err, st.exitstatus]
   end
 
@@ -156,29 +137,21 @@ end
 # this run's own): the member hands the request to the leader, whose answer comes back and
 # whose history records it, naming the member that asked.
 RSpec.describe 'cloudctl exec on a member of a pool' do
-  include ClouddPool
-
+  include_context 'cloudd daemons', 'cloud-exec-pool'
 
   def cloud_name = 'ep'
 
   before(:all) do
-    @tmp = Dir.mktmpdir('cloud-exec-pool')
     @port = 20_000 + ((Process.pid + 7919) % 20_000)
     @secret = File.join(@tmp, 'secret')
     File.write(@secret, Random.new.bytes(32).unpack1('H*'))
     File.chmod(0o600, @secret)
-    @pids = {}
-    EXEC_POOL.each do |h|
-      FileUtils.mkdir_p(File.join(@tmp, h))
-      @pids[h] = Process.spawn(File.join(EXEC_ROOT, 'bin/cloudd'), '--socket', sock(h), '--state-dir', state(h),
-                               '--address', h, '--peer-port', @port.to_s, '--log', File.join(@tmp, h, 'log'),
-                               in: File::NULL)
-    end
-    EXEC_POOL.each { |h| wait_for("cloudd #{h} to answer") { File.socket?(sock(h)) && call(h, 'op' => 'hello') } }
+    EXEC_POOL.each { |h| spawn_daemon(h, '--address', h, '--peer-port', @port.to_s) }
+    EXEC_POOL.each { |h| wait_daemon(h) }
     @spec = {
       'name' => 'ep', 'type' => 'cloud', 'ensure' => 'running', 'pool' => EXEC_POOL,
       'hypervisor' => 'test:///default', 'secret_file' => @secret,
-      'template' => File.read(File.join(EXEC_ROOT, 'modules/web/files/template-test.xml')),
+      'template' => @template,
       'roles' => [{ 'name' => 'node', 'after' => [] }],
       'slots' => (0..2).map do |i|
         { 'name' => "ep-node-#{i}", 'roles' => ['node'], 'index' => i, 'ip' => "10.0.8.#{i + 1}",
@@ -192,20 +165,12 @@ RSpec.describe 'cloudctl exec on a member of a pool' do
     leader.leader_start
   end
 
-  after(:all) do
-    @pids.each_value { |pid| stop_pid(pid) }
-    FileUtils.rm_rf(@tmp)
-  end
-
-  def sock(host) = File.join(@tmp, host, 'cloudd.sock')
-  def state(host) = File.join(@tmp, host, 'state')
-
   def exec_events(host)
     call(host, 'op' => 'events', 'name' => 'ep')['events'].select { |e| e['type'].include?('exec') }
   end
 
   it 'hands the request to the leader, which answers and keeps the audit' do
-    out, err, st = Open3.capture3(File.join(EXEC_ROOT, 'bin/cloudctl'), '--socket', sock('127.0.0.3'),
+    out, err, st = Open3.capture3(ClouddDaemons::CLOUDCTL, '--socket', sock('127.0.0.3'),
                                   'exec', 'ep', 'node', '--', 'uname', '-a')
     expect(st.exitstatus).to eq(1), out
     expect(err).to include('127.0.0.2: exec: cloud ep runs on the test driver').and include('has no guests')
@@ -214,9 +179,9 @@ RSpec.describe 'cloudctl exec on a member of a pool' do
     expect(ev['text']).to match(/by=127\.0\.0\.3 cmd=uname args=1 targets=node refused/)
     expect(ev['epoch']).to eq(status('127.0.0.2')['election']['epoch'])
     expect(exec_events('127.0.0.3')).to be_empty
-    expect(File.read(File.join(@tmp, '127.0.0.2', 'log'))).to match(/\+handover cloud=ep epoch=\d+ op=exec/)
+    expect(File.read(log_path('127.0.0.2'))).to match(/\+handover cloud=ep epoch=\d+ op=exec/)
     # an unknown target is the leader's refusal too, by name
-    _, err, = Open3.capture3(File.join(EXEC_ROOT, 'bin/cloudctl'), '--socket', sock('127.0.0.4'),
+    _, err, = Open3.capture3(ClouddDaemons::CLOUDCTL, '--socket', sock('127.0.0.4'),
                              'exec', 'ep', 'nosuch', '--', 'true')
     expect(err).to include('no role or slot named nosuch')
     expect(exec_events('127.0.0.2').last['text']).to include('by=127.0.0.4')

@@ -11,38 +11,22 @@ require 'json'
 require 'net/http'
 require 'open3'
 require 'socket'
-require 'tmpdir'
 
-$LOAD_PATH.unshift(File.expand_path('../../lib', __dir__))
-require 'cloud_ext'
-
-MET_ROOT = File.expand_path('../..', __dir__)
-
-require_relative 'support/cloudd_pool'
+require_relative 'support/cloudd_daemons'
 
 RSpec.describe 'the metrics endpoint' do
-  include ClouddPool
+  include_context 'cloudd daemons', 'cloud-metrics'
 
   def cloud_name = 'mt'
 
   before(:all) do
-    @tmp = Dir.mktmpdir('cloud-metrics')
-    @template = File.read(File.join(MET_ROOT, 'modules/web/files/template-test.xml'))
     @port = free_port
-    @pid = Process.spawn(File.join(MET_ROOT, 'bin/cloudd'), '--socket', sock, '--state-dir', state,
-                         '--log', File.join(@tmp, 'log'), '--sweep-ms', '500', '--allow-faults',
-                         '--metrics', "127.0.0.1:#{@port}", in: File::NULL)
-    wait_for('cloudd to answer') { File.socket?(sock) && call(nil, 'op' => 'hello') }
+    start_daemon(:main, '--sweep-ms', '500', '--allow-faults', '--metrics', "127.0.0.1:#{@port}")
   end
 
   after(:all) do
-    call(nil, 'op' => 'stop', 'name' => 'mt') if @pid
-    stop_pid(@pid) if @pid
-    FileUtils.rm_rf(@tmp)
+    call(:main, 'op' => 'stop', 'name' => 'mt') if daemon_running?
   end
-
-  def sock(_host = nil) = File.join(@tmp, 'cloudd.sock')
-  def state = File.join(@tmp, 'state')
 
   def free_port
     s = TCPServer.new('127.0.0.1', 0)
@@ -83,7 +67,7 @@ RSpec.describe 'the metrics endpoint' do
   end
 
   def fault(slot)
-    out, st = Open3.capture2e(File.join(MET_ROOT, 'bin/cloudctl'), '--socket', sock, 'fault', 'mt', slot)
+    out, st = Open3.capture2e(ClouddDaemons::CLOUDCTL, '--socket', sock, 'fault', 'mt', slot)
     expect(st.success?).to be(true), out
   end
 
@@ -159,11 +143,11 @@ RSpec.describe 'the metrics endpoint' do
   end
 
   it 'refuses a non-loopback address unless told to' do
-    out, st = Open3.capture2e(File.join(MET_ROOT, 'bin/cloudd'), '--socket', File.join(@tmp, 'x.sock'),
+    out, st = Open3.capture2e(ClouddDaemons::CLOUDD, '--socket', File.join(@tmp, 'x.sock'),
                               '--state-dir', File.join(@tmp, 'x'), '--metrics', "0.0.0.0:#{free_port}")
     expect(st.exitstatus).to eq(2)
     expect(out).to include('not a loopback address').and include('--metrics-any')
-    out, st = Open3.capture2e(File.join(MET_ROOT, 'bin/cloudd'), '--metrics', 'example.org:80')
+    out, st = Open3.capture2e(ClouddDaemons::CLOUDD, '--metrics', 'example.org:80')
     expect(st.exitstatus).to eq(2)
     expect(out).to include("'example.org:80' is not ADDR:PORT")
   end

@@ -9,42 +9,15 @@
 # killed, by PID; conditions are polled with bounded waits.
 require 'json'
 require 'open3'
-require 'tmpdir'
 
-$LOAD_PATH.unshift(File.expand_path('../../lib', __dir__))
-require 'cloud_ext'
-
-MON_ROOT = File.expand_path('../..', __dir__)
-
-require_relative 'support/cloudd_pool'
+require_relative 'support/cloudd_daemons'
 
 RSpec.describe 'self-healing on one host' do
-  include ClouddPool
+  include_context 'cloudd daemons', 'cloud-monitor'
 
   def cloud_name = 'mh'
-
-  before(:all) do
-    @tmp = Dir.mktmpdir('cloud-monitor')
-    @template = File.read(File.join(MON_ROOT, 'modules/web/files/template-test.xml'))
-    @pids = {}
-  end
-
-  after(:all) do
-    @pids.each_value { |pid| stop_pid(pid) }
-    FileUtils.rm_rf(@tmp)
-  end
-
-  def sock(which = :main) = File.join(@tmp, which.to_s, 'cloudd.sock')
-  def state(which = :main) = File.join(@tmp, which.to_s, 'state')
-  def log(which = :main) = File.read(File.join(@tmp, which.to_s, 'log'))
-
-  def start_daemon(which, *extra)
-    FileUtils.mkdir_p(File.join(@tmp, which.to_s))
-    @pids[which] = Process.spawn(File.join(MON_ROOT, 'bin/cloudd'), '--socket', sock(which), '--state-dir', state(which),
-                                 '--log', File.join(@tmp, which.to_s, 'log'), '--sweep-ms', '1000', *extra,
-                                 in: File::NULL)
-    wait_for("cloudd #{which} to answer") { File.socket?(sock(which)) && call(which, 'op' => 'hello') }
-  end
+  def daemon_args = %w[--sweep-ms 1000]
+  def log(which = :main) = File.read(log_path(which))
 
   # ClouddPool#call(host, req) asks sock(host): here a host is which daemon (:main, :off...)
 
@@ -63,7 +36,7 @@ RSpec.describe 'self-healing on one host' do
   def apply(which, the_spec) = Cloud.new(the_spec, socket: sock(which), state_dir: state(which), autostart: false).leader_start
 
   def ctl(which, *args)
-    out, st = Open3.capture2e(File.join(MON_ROOT, 'bin/cloudctl'), '--socket', sock(which), *args)
+    out, st = Open3.capture2e(ClouddDaemons::CLOUDCTL, '--socket', sock(which), *args)
     [out, st.success?]
   end
 
@@ -142,7 +115,7 @@ RSpec.describe 'self-healing on one host' do
 
   it 'keeps its history across a restart of the daemon' do
     before = call(:main, 'op' => 'events', 'name' => 'mh')['events'].size
-    stop_pid(@pids.delete(:main))
+    stop_daemon(:main)
     start_daemon(:main, '--allow-faults')
     after = call(:main, 'op' => 'events', 'name' => 'mh')['events']
     expect(after.size).to be >= before

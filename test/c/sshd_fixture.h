@@ -12,7 +12,8 @@
  * dies with the test (PR_SET_PDEATHSIG), and a janitor child removes the directory even when
  * the test is killed.  A test may also have sshd listen elsewhere (listen) and show one of its
  * directories at a fixed path to sshd's sessions (fx_sshd_bind), inside the namespace only,
- * and move into a network namespace of its own first (fx_own_network: port 22 is free there).
+ * and move into a network namespace of its own first (fx_own_network: port 22 is free there),
+ * and count what sshd logged (fx_log_count, fx_log_wait: connections accepted, closed...).
  */
 #ifndef SSHD_FIXTURE_H
 #define SSHD_FIXTURE_H
@@ -97,6 +98,16 @@ static inline char *fx_read_file(const char *path, size_t *len)
     if (len)
         *len = n;
     return buf;
+}
+
+/* Copy the file from to the file to, with mode (a client's public key into authorized_keys). */
+static inline int fx_copy_file(const char *from, const char *to, mode_t mode)
+{
+    char *text = fx_read_file(from, NULL);
+    int rc = text ? fx_write_file(to, text, mode) : -1;
+
+    free(text);
+    return rc;
 }
 
 /* Run argv (no shell) and wait; its stdout into out (NUL-terminated) if out.  Exit status. */
@@ -469,6 +480,29 @@ static inline void fx_sshd_stop(fx_sshd_t *fx)
     }
     fx->pid = -1;
     fx_reap_children(fx);
+}
+
+/* How many times needle stands in sshd's log. */
+static inline int fx_log_count(const fx_sshd_t *fx, const char *needle)
+{
+    char *text = fx_read_file(fx->log, NULL), *p;
+    int n = 0;
+
+    for (p = text; p && (p = strstr(p, needle)) != NULL; p += strlen(needle))
+        n++;
+    free(text);
+    return n;
+}
+
+/* fx_log_count, polled for up to 3 s until it reaches want (sshd writes asynchronously). */
+static inline int fx_log_wait(const fx_sshd_t *fx, const char *needle, int want)
+{
+    uint64_t t0 = fx_now_ms();
+    int n;
+
+    while ((n = fx_log_count(fx, needle)) < want && fx_now_ms() - t0 < 3000)
+        poll(NULL, 0, 10);
+    return n;
 }
 
 /* Stop everything; what is outside the test's directory (a /run/sshd it made) goes too. */

@@ -1286,26 +1286,36 @@ static cl_host_t *fake_remote(void *ud, const cl_spec_t *spec, const char *host,
     return v ? cl_host_local_new(v, host, err) : NULL;
 }
 
-static void test_stops_when_no_longer_acting(void)
+/* *e: an engine acting as HOST, whose election and other hosts are peers (fakes).  0 or -1. */
+static int engine_with_peers(cl_engine_peers_t *peers, cl_engine_t **e)
 {
-    cl_engine_peers_t peers = {NULL, fake_lead, fake_remote};
-    spec_opts_t o = {0};
     cl_engine_opts_t eo;
     cl_addrs_t self = {0};
-    json_object *res = NULL;
-    cl_spec_t *s;
     cl_err_t err;
-    int made;
+    int rc;
 
     cl_addrs_add(&self, HOST);
     memset(&eo, 0, sizeof(eo));
     eo.state_dir = state_dir;
     eo.self = &self;
-    eo.peers = &peers;
+    eo.peers = peers;
     cl_err_clear(&err);
-    if (!CHECK_INT_EQ(cl_engine_new(&eo, &eng_el, &err), 0))
-        return;
+    rc = cl_engine_new(&eo, e, &err);
     cl_addrs_free(&self);
+    return rc;
+}
+
+static void test_stops_when_no_longer_acting(void)
+{
+    cl_engine_peers_t peers = {NULL, fake_lead, fake_remote};
+    spec_opts_t o = {0};
+    json_object *res = NULL;
+    cl_spec_t *s;
+    cl_err_t err;
+    int made;
+
+    if (!CHECK_INT_EQ(engine_with_peers(&peers, &eng_el), 0))
+        return;
     o.nservers = 5;
     o.two_hosts = 1;
     s = make_spec("el", &o);
@@ -1397,23 +1407,14 @@ static void test_intent(void)
                                .intent = fake_intent,
                                .forgotten = fake_forgotten};
     spec_opts_t o = {0};
-    cl_engine_opts_t eo;
-    cl_addrs_t self = {0};
     json_object *res = NULL, *v;
     cl_intent_t in;
     cl_spec_t *s;
     cl_err_t err;
     int made;
 
-    cl_addrs_add(&self, HOST);
-    memset(&eo, 0, sizeof(eo));
-    eo.state_dir = state_dir;
-    eo.self = &self;
-    eo.peers = &peers;
-    cl_err_clear(&err);
-    if (!CHECK_INT_EQ(cl_engine_new(&eo, &eng_el, &err), 0))
+    if (!CHECK_INT_EQ(engine_with_peers(&peers, &eng_el), 0))
         return;
-    cl_addrs_free(&self);
     o.nservers = 2;
     o.two_hosts = 1;
     s = make_spec("ek", &o);
@@ -1498,23 +1499,13 @@ static void test_fence_wait_host(void)
 {
     cl_engine_peers_t peers = {.lead = fake_lead, .remote = fake_remote, .destroy_ms = 700};
     spec_opts_t o = {0};
-    cl_engine_opts_t eo;
-    cl_addrs_t self = {0};
     cl_engine_t *e = NULL;
     cl_spec_t *s;
-    cl_err_t err;
     const char *was;
     uint64_t base;
 
-    cl_addrs_add(&self, HOST);
-    memset(&eo, 0, sizeof(eo));
-    eo.state_dir = state_dir;
-    eo.self = &self;
-    eo.peers = &peers;
-    cl_err_clear(&err);
-    if (!CHECK_INT_EQ(cl_engine_new(&eo, &e, &err), 0))
+    if (!CHECK_INT_EQ(engine_with_peers(&peers, &e), 0))
         return;
-    cl_addrs_free(&self);
     o.two_hosts = 1;
     s = make_spec("ew", &o);
     base = cl_engine_fence_wait_ms(e);

@@ -6,6 +6,7 @@
  * daemon that answers with the runner's results.
  */
 #include "check.h"
+#include "spec_fixture.h"
 #include "sshd_fixture.h"
 
 #include <json-c/json.h>
@@ -34,26 +35,15 @@ static char tmp[64], p_client[128], p_hostkey[128], state[128];
 /* Helpers                                                                                   */
 /* ========================================================================================= */
 
-static json_object *strs(const char *a, const char *b)
-{
-    json_object *arr = json_object_new_array();
-
-    if (a)
-        json_object_array_add(arr, json_object_new_string(a));
-    if (b)
-        json_object_array_add(arr, json_object_new_string(b));
-    return arr;
-}
-
 static json_object *slot_obj(const char *name, const char *role, const char *service,
                              const char *ip, int index)
 {
     json_object *s = json_object_new_object();
 
     json_object_object_add(s, "name", json_object_new_string(name));
-    json_object_object_add(s, "roles", strs(role, NULL));
+    json_object_object_add(s, "roles", fx_strs(role, NULL));
     if (service)
-        json_object_object_add(s, "services", strs(role, service));
+        json_object_object_add(s, "services", fx_strs(role, service));
     json_object_object_add(s, "index", json_object_new_int(index));
     json_object_object_add(s, "ip", json_object_new_string(ip));
     json_object_object_add(s, "image", json_object_new_string("/i"));
@@ -75,16 +65,10 @@ static json_object *role_obj(const char *name)
  */
 static cl_spec_t *make_spec(void)
 {
-    json_object *o = json_object_new_object(), *roles = json_object_new_array(),
-                *slots = json_object_new_array();
-    cl_spec_t *s = NULL;
-    cl_err_t err;
+    /* the pool's host is not a guest */
+    json_object *o = fx_spec_cloud("ex", "cloud", fx_strs("192.0.2.10", NULL), p_client),
+                *roles = json_object_new_array(), *slots = json_object_new_array();
 
-    json_object_object_add(o, "name", json_object_new_string("ex"));
-    json_object_object_add(o, "type", json_object_new_string("cloud"));
-    json_object_object_add(o, "ensure", json_object_new_string("stopped"));
-    json_object_object_add(o, "pool", strs("192.0.2.10", NULL)); /* not a guest */
-    json_object_object_add(o, "ssh_key", json_object_new_string(p_client));
     json_object_array_add(roles, role_obj("front"));
     json_object_array_add(roles, role_obj("back"));
     json_object_array_add(roles, role_obj("spare"));
@@ -94,11 +78,7 @@ static cl_spec_t *make_spec(void)
     json_object_array_add(slots, slot_obj("ex-back-0", "back", "store", "127.0.0.4", 0));
     json_object_array_add(slots, slot_obj("ex-back-1", "back", NULL, UNREACHABLE_IP, 1));
     json_object_object_add(o, "slots", slots);
-    cl_err_clear(&err);
-    if (cl_spec_parse(o, &s, &err) < 0)
-        fprintf(stderr, "test_exec: spec refused: %s\n", err.msg);
-    json_object_put(o);
-    return s;
+    return fx_spec_parse(o, "test_exec");
 }
 
 /* The selection of slot indices idx (n of them), as the control op prepares it. */
@@ -129,33 +109,11 @@ static cl_exec_opts_t opts(const cl_spec_t *spec, cl_guest_sessions_t *gs, const
     return o;
 }
 
-static int log_count(const char *needle)
-{
-    char *text = fx_read_file(fx.log, NULL), *p;
-    int n = 0;
-
-    for (p = text; p && (p = strstr(p, needle)) != NULL; p += strlen(needle))
-        n++;
-    free(text);
-    return n;
-}
-
-static int log_wait(const char *needle, int want)
-{
-    uint64_t t0 = fx_now_ms();
-    int n;
-
-    while ((n = log_count(needle)) < want && fx_now_ms() - t0 < 3000)
-        poll(NULL, 0, 10);
-    return n;
-}
-
 /* sshd on 0.0.0.0:22 in our own network namespace (every 127.x is a guest). */
 static int setup_sshd(void)
 {
-    char pub[160], *text;
+    char pub[160];
     const char *keys[] = {p_hostkey, NULL};
-    int ok;
 
     snprintf(p_hostkey, sizeof(p_hostkey), "%s/hostkey", tmp);
     snprintf(pub, sizeof(pub), "%s/client.pub", tmp);
@@ -168,10 +126,7 @@ static int setup_sshd(void)
         return -1;
     fx.port = 22;
     fx.listen = "0.0.0.0";
-    text = fx_read_file(pub, NULL);
-    ok = text && fx_write_file(fx.authorized_keys, text, 0600) == 0;
-    free(text);
-    return ok ? fx_sshd_start(&fx, keys) : -1;
+    return fx_copy_file(pub, fx.authorized_keys, 0600) == 0 ? fx_sshd_start(&fx, keys) : -1;
 }
 
 /* ========================================================================================= */
@@ -331,7 +286,7 @@ static void test_all_succeed(const cl_spec_t *s, cl_guest_sessions_t *gs)
     size_t idx[] = {0, 1, 2}, k;
     cl_exec_slot_t *sl = select_slots(idx, 3);
     cl_exec_opts_t o = opts(s, gs, argv, 10000);
-    int acc0 = log_count(ACCEPTED);
+    int acc0 = fx_log_count(&fx, ACCEPTED);
 
     if (!CHECK(sl))
         return;
@@ -343,13 +298,13 @@ static void test_all_succeed(const cl_spec_t *s, cl_guest_sessions_t *gs)
         CHECK_INT_EQ(sl[k].err.domain, CL_ERR_NONE);
     }
     /* one session per guest, kept; a second exec opens none */
-    CHECK_INT_EQ(log_wait(ACCEPTED, acc0 + 3), acc0 + 3);
+    CHECK_INT_EQ(fx_log_wait(&fx, ACCEPTED, acc0 + 3), acc0 + 3);
     CHECK_INT_EQ(cl_guest_sessions_count(gs), 3);
     cl_exec_slots_free(sl, 3);
     sl = select_slots(idx, 3);
     o = opts(s, gs, argv, 10000);
     CHECK_INT_EQ(cl_exec_run(&o, sl, 3), 3);
-    CHECK_INT_EQ(log_count(ACCEPTED), acc0 + 3);
+    CHECK_INT_EQ(fx_log_count(&fx, ACCEPTED), acc0 + 3);
     CHECK_INT_EQ(cl_guest_sessions_count(gs), 3);
     cl_exec_slots_free(sl, 3);
 }
@@ -496,7 +451,7 @@ static void test_busy_session(const cl_spec_t *s, cl_guest_sessions_t *gs)
     cl_exec_opts_t o = opts(s, gs, argv, 5000);
     cl_guest_session_t *held;
     cl_err_t err;
-    int acc0 = log_count(ACCEPTED), n0 = (int)cl_guest_sessions_count(gs);
+    int acc0 = fx_log_count(&fx, ACCEPTED), n0 = (int)cl_guest_sessions_count(gs);
 
     cl_err_clear(&err);
     held = cl_guest_sessions_take(gs, state, s, 0, &err);
@@ -504,7 +459,7 @@ static void test_busy_session(const cl_spec_t *s, cl_guest_sessions_t *gs)
         return;
     CHECK_INT_EQ(cl_exec_run(&o, sl, 1), 1);
     CHECK_STR_EQ(sl[0].res.out, "busy\n");
-    CHECK_INT_EQ(log_wait(ACCEPTED, acc0 + 1), acc0 + 1);
+    CHECK_INT_EQ(fx_log_wait(&fx, ACCEPTED, acc0 + 1), acc0 + 1);
     CHECK_INT_EQ(cl_guest_sessions_count(gs), n0 + 1);
     cl_guest_sessions_give(gs, held, NULL);
     CHECK_INT_EQ(cl_guest_sessions_count(gs), n0);
@@ -807,7 +762,7 @@ static void test_serve(void)
         goto cleanup;
     /* the stored spec: this host (127.0.0.1) is its pool; nothing answers on the hypervisor */
     sj = json_tokener_parse(json_object_to_json_string(spec->json));
-    json_object_object_add(sj, "pool", strs("127.0.0.1", NULL));
+    json_object_object_add(sj, "pool", fx_strs("127.0.0.1", NULL));
     json_object_object_add(sj, "hypervisor",
                            json_object_new_string("qemu+tcp://127.0.0.1:1/system"));
     doc = json_object_new_object();

@@ -6,6 +6,7 @@
  * sshd's log tells how many connections were authenticated and how many we closed.
  */
 #include "check.h"
+#include "spec_fixture.h"
 #include "sshd_fixture.h"
 
 #include <json-c/json.h>
@@ -73,18 +74,12 @@ static json_object *slot_obj(const char *name, const char *role2, const char *ip
  */
 static cl_spec_t *spec_at(const char *ip0)
 {
-    json_object *o = json_object_new_object(), *roles = json_object_new_array(),
-                *slots = json_object_new_array(), *pool = json_object_new_array();
-    cl_spec_t *s = NULL;
-    cl_err_t err;
+    /* the pool's host is not a guest */
+    json_object *o = fx_spec_cloud("gs", "web", fx_strs("192.0.2.10", NULL), p_client),
+                *roles = json_object_new_array(), *slots = json_object_new_array();
+    cl_spec_t *s;
     size_t k;
 
-    json_object_object_add(o, "name", json_object_new_string("gs"));
-    json_object_object_add(o, "type", json_object_new_string("web"));
-    json_object_object_add(o, "ensure", json_object_new_string("stopped"));
-    json_object_array_add(pool, json_object_new_string("192.0.2.10")); /* not a guest */
-    json_object_object_add(o, "pool", pool);
-    json_object_object_add(o, "ssh_key", json_object_new_string(p_client));
     json_object_array_add(roles, role_obj("store", 1));
     json_object_array_add(roles, role_obj("front", 1));
     json_object_array_add(roles, role_obj("idle", 0));
@@ -93,10 +88,7 @@ static cl_spec_t *spec_at(const char *ip0)
     json_object_array_add(slots, slot_obj("gs-store-1", "front", "127.0.0.3", 1));
     json_object_array_add(slots, slot_obj("gs-idle-0", NULL, "127.0.0.4", 0));
     json_object_object_add(o, "slots", slots);
-    cl_err_clear(&err);
-    if (cl_spec_parse(o, &s, &err) < 0)
-        fprintf(stderr, "test_guest_sessions: spec refused: %s\n", err.msg);
-    json_object_put(o); /* the spec holds its own reference */
+    s = fx_spec_parse(o, "test_guest_sessions");
     for (k = 0; s && k < s->nroles; k++) {
         s->roles[k].health.timeout_ms = 5000;
         s->roles[k].health.retries = 0;
@@ -140,29 +132,6 @@ static void guest_rm(const char *name)
     unlink(path);
 }
 
-/* How many lines of sshd's log contain needle. */
-static int log_count(const char *needle)
-{
-    char *text = fx_read_file(fx.log, NULL), *p;
-    int n = 0;
-
-    for (p = text; p && (p = strstr(p, needle)) != NULL; p += strlen(needle))
-        n++;
-    free(text);
-    return n;
-}
-
-/* log_count, polled for up to 3 s until it reaches want (sshd writes asynchronously). */
-static int log_wait(const char *needle, int want)
-{
-    uint64_t t0 = fx_now_ms();
-    int n;
-
-    while ((n = log_count(needle)) < want && fx_now_ms() - t0 < 3000)
-        poll(NULL, 0, 10);
-    return n;
-}
-
 static void print_err(const char *what, const cl_err_t *err)
 {
     char buf[1200];
@@ -186,9 +155,8 @@ static int check(cl_guest_sessions_t *gs, const cl_spec_t *s, size_t i, int want
 /* sshd on 127.0.0.1:22 in our namespace, the test's guest directory at CL_ROLE_DIR. */
 static int setup_sshd(void)
 {
-    char pub[160], *text;
+    char pub[160];
     const char *keys[] = {p_hostkey, NULL};
-    int ok;
 
     snprintf(p_client, sizeof(p_client), "%s/client", tmp);
     snprintf(p_hostkey, sizeof(p_hostkey), "%s/hostkey", tmp);
@@ -208,10 +176,7 @@ static int setup_sshd(void)
     }
     fx.port = 22;
     fx.listen = "0.0.0.0"; /* every loopback address, of our own namespace only */
-    text = fx_read_file(pub, NULL);
-    ok = text && fx_write_file(fx.authorized_keys, text, 0600) == 0;
-    free(text);
-    return ok ? fx_sshd_start(&fx, keys) : -1;
+    return fx_copy_file(pub, fx.authorized_keys, 0600) == 0 ? fx_sshd_start(&fx, keys) : -1;
 }
 
 /* The facts a setup would have left in the guest (the steps source them). */
@@ -272,14 +237,14 @@ static void test_checks(cl_guest_sessions_t *gs, cl_spec_t *s)
     char known[256], *text, *runs;
     uint64_t t0;
     cl_err_t err;
-    int acc0 = log_count(ACCEPTED);
+    int acc0 = fx_log_count(&fx, ACCEPTED);
 
     guest_put("check-store.sh", "echo store fine\n");
     guest_put("check-front.sh", "echo front fine\n");
     /* the first check opens the session, pinning the host key where configure pins it */
     CHECK_INT_EQ(check(gs, s, 0, 0, &err), 0);
     CHECK_INT_EQ(cl_guest_sessions_count(gs), 1);
-    CHECK_INT_EQ(log_wait(ACCEPTED, acc0 + 1), acc0 + 1);
+    CHECK_INT_EQ(fx_log_wait(&fx, ACCEPTED, acc0 + 1), acc0 + 1);
     snprintf(known, sizeof(known), "%s/known_hosts/gs", state);
     text = fx_read_file(known, NULL);
     CHECK_CONTAINS(text, FX_HOST " ssh-ed25519 ");
@@ -287,7 +252,7 @@ static void test_checks(cl_guest_sessions_t *gs, cl_spec_t *s)
     /* the second one reuses it: no new connection, no new authentication */
     CHECK_INT_EQ(check(gs, s, 0, 0, &err), 0);
     CHECK_INT_EQ(cl_guest_sessions_count(gs), 1);
-    CHECK_INT_EQ(log_count(ACCEPTED), acc0 + 1);
+    CHECK_INT_EQ(fx_log_count(&fx, ACCEPTED), acc0 + 1);
 
     /* a failing check: 1, the role, its status and its last line; the session stays */
     guest_put("check-front.sh", "echo on stdout\necho 'not the last line' >&2\n"
@@ -315,7 +280,7 @@ static void test_checks(cl_guest_sessions_t *gs, cl_spec_t *s)
     CHECK_CONTAINS(err.msg, "role front");
     CHECK_CONTAINS(err.msg, "timed out after 300 ms");
     CHECK_INT_EQ(cl_guest_sessions_count(gs), 1);
-    CHECK_INT_EQ(log_count(ACCEPTED), acc0 + 1);
+    CHECK_INT_EQ(fx_log_count(&fx, ACCEPTED), acc0 + 1);
 
     /* retries: fails the first time, passes the second (a marker in the guest) */
     guest_put("check-front.sh", "m=\"$CLOUD_DIR/flaky\"\n"
@@ -342,7 +307,7 @@ static void test_checks(cl_guest_sessions_t *gs, cl_spec_t *s)
     health(s, "front", 5000, 0);
     /* still one session, still one authentication */
     CHECK_INT_EQ(cl_guest_sessions_count(gs), 1);
-    CHECK_INT_EQ(log_count(ACCEPTED), acc0 + 1);
+    CHECK_INT_EQ(fx_log_count(&fx, ACCEPTED), acc0 + 1);
 }
 
 /* The guest's end of the connection killed while idle, then in the middle of a check. */
@@ -351,7 +316,7 @@ static void test_broken(cl_guest_sessions_t *gs, cl_spec_t *s)
     char script[1024];
     uint64_t t0;
     cl_err_t err;
-    int acc0 = log_count(ACCEPTED);
+    int acc0 = fx_log_count(&fx, ACCEPTED);
 
     guest_put("check-front.sh", "echo front fine\n");
     /* idle: every process below the listening sshd (the per-connection ones), by PID */
@@ -360,7 +325,7 @@ static void test_broken(cl_guest_sessions_t *gs, cl_spec_t *s)
     while (fx_signal_tree(&fx, fx.pid, 0, 0) > 0 && fx_now_ms() - t0 < 3000)
         poll(NULL, 0, 10);
     CHECK_INT_EQ(check(gs, s, 0, 0, &err), 0);
-    CHECK_INT_EQ(log_wait(ACCEPTED, acc0 + 1), acc0 + 1);
+    CHECK_INT_EQ(fx_log_wait(&fx, ACCEPTED, acc0 + 1), acc0 + 1);
     CHECK_INT_EQ(cl_guest_sessions_count(gs), 1);
     /* mid-check: the check kills its own sshd processes, the first time only */
     snprintf(script, sizeof(script),
@@ -377,7 +342,7 @@ static void test_broken(cl_guest_sessions_t *gs, cl_spec_t *s)
              (int)fx.pid);
     guest_put("check-front.sh", script);
     CHECK_INT_EQ(check(gs, s, 0, 0, &err), 0); /* reopened once, run once more */
-    CHECK_INT_EQ(log_wait(ACCEPTED, acc0 + 2), acc0 + 2);
+    CHECK_INT_EQ(fx_log_wait(&fx, ACCEPTED, acc0 + 2), acc0 + 2);
     CHECK_INT_EQ(cl_guest_sessions_count(gs), 1);
     guest_rm("cut");
     guest_put("check-front.sh", "echo front fine\n");
@@ -388,7 +353,7 @@ static void test_restart(cl_guest_sessions_t *gs, cl_spec_t *s)
 {
     cl_err_t err;
     char *started;
-    int acc0 = log_count(ACCEPTED);
+    int acc0 = fx_log_count(&fx, ACCEPTED);
 
     guest_rm("started");
     cl_err_clear(&err);
@@ -397,7 +362,7 @@ static void test_restart(cl_guest_sessions_t *gs, cl_spec_t *s)
     started = guest_get("started");
     CHECK_STR_EQ(started, "start store gs-store-0\nstart front gs-store-0\n");
     free(started);
-    CHECK_INT_EQ(log_count(ACCEPTED), acc0); /* over the cached session */
+    CHECK_INT_EQ(fx_log_count(&fx, ACCEPTED), acc0); /* over the cached session */
     guest_put("nostart-front", "");
     cl_err_clear(&err);
     CHECK_INT_EQ(cl_guests_restart_slot(gs, state, s, 0, &err), -1);
@@ -414,7 +379,7 @@ static void test_restart(cl_guest_sessions_t *gs, cl_spec_t *s)
 static void test_lifecycle(cl_guest_sessions_t *gs, cl_spec_t *s)
 {
     cl_spec_t *moved = spec_at("127.0.0.2");
-    int acc0 = log_count(ACCEPTED), closed0 = log_count(CLOSED);
+    int acc0 = fx_log_count(&fx, ACCEPTED), closed0 = fx_log_count(&fx, CLOSED);
     char known[256], *text;
     cl_err_t err;
 
@@ -423,23 +388,23 @@ static void test_lifecycle(cl_guest_sessions_t *gs, cl_spec_t *s)
     /* slot 0 at another address: the old session closed, a new one opened there */
     CHECK_INT_EQ(check(gs, moved, 0, 0, &err), 0);
     CHECK_INT_EQ(cl_guest_sessions_count(gs), 1);
-    CHECK_INT_EQ(log_wait(CLOSED, closed0 + 1), closed0 + 1);
-    CHECK_INT_EQ(log_wait(ACCEPTED, acc0 + 1), acc0 + 1);
+    CHECK_INT_EQ(fx_log_wait(&fx, CLOSED, closed0 + 1), closed0 + 1);
+    CHECK_INT_EQ(fx_log_wait(&fx, ACCEPTED, acc0 + 1), acc0 + 1);
     snprintf(known, sizeof(known), "%s/known_hosts/gs", state);
     text = fx_read_file(known, NULL);
     CHECK_CONTAINS(text, "127.0.0.2 ssh-ed25519 ");
     free(text);
     /* and back */
     CHECK_INT_EQ(check(gs, s, 0, 0, &err), 0);
-    CHECK_INT_EQ(log_wait(CLOSED, closed0 + 2), closed0 + 2);
-    CHECK_INT_EQ(log_wait(ACCEPTED, acc0 + 2), acc0 + 2);
+    CHECK_INT_EQ(fx_log_wait(&fx, CLOSED, closed0 + 2), closed0 + 2);
+    CHECK_INT_EQ(fx_log_wait(&fx, ACCEPTED, acc0 + 2), acc0 + 2);
     /* one session per slot */
     CHECK_INT_EQ(check(gs, s, 1, 0, &err), 0);
     CHECK_INT_EQ(cl_guest_sessions_count(gs), 2);
-    CHECK_INT_EQ(log_wait(ACCEPTED, acc0 + 3), acc0 + 3);
+    CHECK_INT_EQ(fx_log_wait(&fx, ACCEPTED, acc0 + 3), acc0 + 3);
     CHECK_INT_EQ(check(gs, s, 1, 0, &err), 0);
     CHECK_INT_EQ(check(gs, s, 0, 0, &err), 0);
-    CHECK_INT_EQ(log_count(ACCEPTED), acc0 + 3);
+    CHECK_INT_EQ(fx_log_count(&fx, ACCEPTED), acc0 + 3);
     /* a slot without checks does not need one */
     CHECK_INT_EQ(check(gs, s, 2, 0, &err), 0);
     CHECK_INT_EQ(cl_guest_sessions_count(gs), 2);
@@ -448,7 +413,7 @@ static void test_lifecycle(cl_guest_sessions_t *gs, cl_spec_t *s)
     cl_guest_sessions_drop(gs, "other", "gs-store-0");
     cl_guest_sessions_drop(gs, "gs", "gs-store-9");
     CHECK_INT_EQ(cl_guest_sessions_count(gs), 1);
-    CHECK_INT_EQ(log_wait(CLOSED, closed0 + 3), closed0 + 3);
+    CHECK_INT_EQ(fx_log_wait(&fx, CLOSED, closed0 + 3), closed0 + 3);
     /* the guest's sshd gone: unreachable (-1), naming its address; its session closed */
     fx_sshd_stop(&fx);
     CHECK_INT_EQ(check(gs, s, 0, -1, &err), -1);
@@ -464,13 +429,13 @@ static void test_lifecycle(cl_guest_sessions_t *gs, cl_spec_t *s)
     if (CHECK_INT_EQ(fx_sshd_start(&fx, (const char *[]){p_hostkey, NULL}), 0)) {
         CHECK_INT_EQ(check(gs, s, 0, 0, &err), 0);
         CHECK_INT_EQ(cl_guest_sessions_count(gs), 1);
-        CHECK_INT_EQ(log_wait(ACCEPTED, acc0 + 4), acc0 + 4);
+        CHECK_INT_EQ(fx_log_wait(&fx, ACCEPTED, acc0 + 4), acc0 + 4);
         /* a stopped cloud: every session of it goes (slot NULL), another cloud's stays */
         cl_guest_sessions_drop(gs, "other", NULL);
         CHECK_INT_EQ(cl_guest_sessions_count(gs), 1);
         cl_guest_sessions_drop(gs, "gs", NULL);
         CHECK_INT_EQ(cl_guest_sessions_count(gs), 0);
-        CHECK_INT_EQ(log_wait(CLOSED, closed0 + 4), closed0 + 4);
+        CHECK_INT_EQ(fx_log_wait(&fx, CLOSED, closed0 + 4), closed0 + 4);
     }
     cl_spec_free(moved);
 }
@@ -497,13 +462,13 @@ int main(void)
     /* free closes what is open (a session opened for it: the tests above closed theirs) */
     {
         cl_err_t err;
-        int closed0 = log_count(CLOSED), acc0 = log_count(ACCEPTED);
+        int closed0 = fx_log_count(&fx, CLOSED), acc0 = fx_log_count(&fx, ACCEPTED);
         CHECK_INT_EQ(check(gs, s, 0, 0, &err), 0);
-        CHECK_INT_EQ(log_wait(ACCEPTED, acc0 + 1), acc0 + 1);
+        CHECK_INT_EQ(fx_log_wait(&fx, ACCEPTED, acc0 + 1), acc0 + 1);
         CHECK_INT_EQ(cl_guest_sessions_count(gs), 1);
         cl_guest_sessions_free(gs);
         gs = NULL;
-        CHECK_INT_EQ(log_wait(CLOSED, closed0 + 1), closed0 + 1);
+        CHECK_INT_EQ(fx_log_wait(&fx, CLOSED, closed0 + 1), closed0 + 1);
     }
 cleanup:
     cl_guest_sessions_free(gs);

@@ -7,6 +7,7 @@
  * the same guest is still refused.  The run is put together by hand (cl_run.h).
  */
 #include "check.h"
+#include "spec_fixture.h"
 #include "sshd_fixture.h"
 
 #include <json-c/json.h>
@@ -93,20 +94,11 @@ static const cl_host_ops_t fake_ops = {
 /* Cloud gt: one slot at 127.0.0.1 whose role web has a start and a check step. */
 static cl_spec_t *make_spec(void)
 {
-    json_object *o = json_object_new_object(), *roles = json_object_new_array(),
-                *slots = json_object_new_array(), *pool = json_object_new_array(),
+    json_object *o = fx_spec_cloud("gt", "web", fx_strs(H0, H1), p_client),
+                *roles = json_object_new_array(), *slots = json_object_new_array(),
                 *r = json_object_new_object(), *st = json_object_new_object(),
                 *sl = json_object_new_object(), *rl = json_object_new_array();
-    cl_spec_t *s = NULL;
-    cl_err_t err;
 
-    json_object_object_add(o, "name", json_object_new_string("gt"));
-    json_object_object_add(o, "type", json_object_new_string("web"));
-    json_object_object_add(o, "ensure", json_object_new_string("stopped"));
-    json_object_array_add(pool, json_object_new_string(H0));
-    json_object_array_add(pool, json_object_new_string(H1));
-    json_object_object_add(o, "pool", pool);
-    json_object_object_add(o, "ssh_key", json_object_new_string(p_client));
     json_object_object_add(r, "name", json_object_new_string("web"));
     json_object_object_add(r, "after", json_object_new_array());
     json_object_object_add(st, "start",
@@ -123,11 +115,7 @@ static cl_spec_t *make_spec(void)
     json_object_object_add(sl, "image", json_object_new_string("/i"));
     json_object_array_add(slots, sl);
     json_object_object_add(o, "slots", slots);
-    cl_err_clear(&err);
-    if (cl_spec_parse(o, &s, &err) < 0)
-        fprintf(stderr, "test_guests: spec refused: %s\n", err.msg);
-    json_object_put(o);
-    return s;
+    return fx_spec_parse(o, "test_guests");
 }
 
 static int gate_go(void *ud, const cl_spec_t *spec, size_t slot, int failing, const char *host,
@@ -425,7 +413,7 @@ cleanup:
 /* sshd (not started yet) on 0.0.0.0:22 of our namespace, the guest's directory at CL_ROLE_DIR. */
 static int setup(const cl_spec_t *s)
 {
-    char pub[160], fp[64], *text, *facts;
+    char pub[160], fp[64], *facts;
     cl_err_t err;
     int ok;
 
@@ -440,9 +428,7 @@ static int setup(const cl_spec_t *s)
     }
     fx.port = 22;
     fx.listen = "0.0.0.0";
-    text = fx_read_file(pub, NULL);
-    ok = text && fx_write_file(fx.authorized_keys, text, 0600) == 0;
-    free(text);
+    ok = fx_copy_file(pub, fx.authorized_keys, 0600) == 0;
     snprintf(pub, sizeof(pub), "%s.pub", p_hostkey1);
     ok = ok && fx_key_facts(pub, fp, key1_b64) == 0;
     snprintf(pub, sizeof(pub), "%s.pub", p_hostkey2);

@@ -91,9 +91,8 @@ static void test_facts(void)
 
 static int setup_sshd(void)
 {
-    char pub[160], *text;
+    char pub[160];
     const char *keys[] = {p_hostkey, NULL};
-    int ok;
 
     snprintf(p_client, sizeof(p_client), "%s/client", tmp);
     snprintf(p_hostkey, sizeof(p_hostkey), "%s/hostkey", tmp);
@@ -103,10 +102,7 @@ static int setup_sshd(void)
     if (fx_sshd_init(&fx, tmp) < 0 || fx_keygen("ed25519", p_client) != 0 ||
         fx_keygen("ed25519", p_hostkey) != 0)
         return -1;
-    text = fx_read_file(pub, NULL);
-    ok = text && fx_write_file(fx.authorized_keys, text, 0600) == 0;
-    free(text);
-    return ok ? fx_sshd_start(&fx, keys) : -1;
+    return fx_copy_file(pub, fx.authorized_keys, 0600) == 0 ? fx_sshd_start(&fx, keys) : -1;
 }
 
 /* Runs step on slot of s, the guest's directory being `guest` (CLOUD_DIR_T for the steps). */

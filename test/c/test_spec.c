@@ -4,6 +4,7 @@
  * a spec error whose message names the attribute and the bad value.
  */
 #include "check.h"
+#include "spec_fixture.h"
 
 #include <json-c/json.h>
 #include <stdlib.h>
@@ -62,17 +63,6 @@ static json_object *slot(json_object *spec, size_t i)
 static void set_str(json_object *o, const char *key, const char *val)
 {
     json_object_object_add(o, key, val ? json_object_new_string(val) : NULL);
-}
-
-static json_object *str_array(const char *a, const char *b)
-{
-    json_object *arr = json_object_new_array();
-
-    if (a)
-        json_object_array_add(arr, json_object_new_string(a));
-    if (b)
-        json_object_array_add(arr, json_object_new_string(b));
-    return arr;
 }
 
 /* Parse the text of spec (which is put); it must fail with a spec error containing each needle. */
@@ -255,10 +245,10 @@ static void test_errors(void)
     json_object_object_del(o, "pool");
     expect_error(o, "pool:", "empty", __LINE__);
     o = base();
-    json_object_object_add(o, "pool", str_array("192.0.2.2", "192.0.2.2"));
+    json_object_object_add(o, "pool", fx_strs("192.0.2.2", "192.0.2.2"));
     expect_error(o, "pool:", "'192.0.2.2' is listed twice", __LINE__);
     o = base();
-    json_object_object_add(o, "pool", str_array("127.0.0.1", "bad host!"));
+    json_object_object_add(o, "pool", fx_strs("127.0.0.1", "bad host!"));
     expect_error(o, "pool:", "'bad host!'", __LINE__);
 
     o = base();
@@ -323,7 +313,7 @@ static void test_errors(void)
     set_str(slot(o, 0), "image", "img/db.qcow2");
     expect_error(o, "slots[0].image:", "'img/db.qcow2' is not an absolute path", __LINE__);
     o = base();
-    json_object_object_add(slot(o, 1), "roles", str_array("server", "nope"));
+    json_object_object_add(slot(o, 1), "roles", fx_strs("server", "nope"));
     expect_error(o, "slots[1].roles:", "'nope' is not a declared role", __LINE__);
     o = base();
     json_object_object_add(slot(o, 1), "roles", json_object_new_array());
@@ -335,7 +325,7 @@ static void test_errors(void)
         json_object *roles;
         json_object_object_get_ex(o, "roles", &roles);
         json_object_object_add(json_object_array_get_idx(roles, 0), "after",
-                               str_array("server", NULL));
+                               fx_strs("server", NULL));
     }
     expect_error(o, "roles:", "'database' comes after 'server'", __LINE__);
 

@@ -38,8 +38,7 @@ static int sshd_start(const char *key)
 /* Keys, the client's authorization, and sshd with the first host key. */
 static int setup(void)
 {
-    char pub1[160], pub2[160], pubc[160], *text;
-    int ok;
+    char pub1[160], pub2[160], pubc[160];
 
 #define P(buf, name) snprintf(buf, sizeof(buf), "%s/%s", tmp, name)
     P(p_ecdsa, "hostkey-ecdsa");
@@ -63,13 +62,9 @@ static int setup(void)
         return -1;
     }
     /* the client's key once more, without a .pub: libssh2 derives the public key */
-    text = fx_read_file(p_client, NULL);
-    ok = text && fx_write_file(p_nopub, text, 0600) == 0;
-    free(text);
-    text = fx_read_file(pubc, NULL);
-    ok = ok && text && fx_write_file(fx.authorized_keys, text, 0600) == 0;
-    free(text);
-    if (!ok || fx_key_facts(pub1, fp1, key1_b64) < 0 || fx_key_facts(pub2, fp2, key2_b64) < 0)
+    if (fx_copy_file(p_client, p_nopub, 0600) < 0 ||
+        fx_copy_file(pubc, fx.authorized_keys, 0600) < 0 || fx_key_facts(pub1, fp1, key1_b64) < 0 ||
+        fx_key_facts(pub2, fp2, key2_b64) < 0)
         return -1;
     dead_port = fx_free_port();
     if (!dead_port || dead_port == fx.port)
