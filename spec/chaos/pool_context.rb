@@ -48,14 +48,5 @@ RSpec.shared_context 'a chaos pool with its cloud applied' do |cfg|
     FileUtils.rm_rf(@tmp)
   end
 
-  def wait_for(what, timeout = 20)
-    deadline = Chaos.mono + timeout
-    loop do
-      v = yield
-      return v if v
-      raise "timed out after #{timeout} s waiting for #{what}" if Chaos.mono > deadline
-
-      sleep 0.1
-    end
-  end
+  def wait_for(what, timeout = 20, &) = Chaos.wait_for(what, timeout, &)
 end

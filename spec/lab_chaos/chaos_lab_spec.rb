@@ -164,6 +164,8 @@ module ChaosLab
   # ------------------------------------------------------------------------------------------
 
   class Run
+    include Chaos::FaultLoop
+    FAULT_TICK_S = 0.1
     attr_reader :result
 
     def initialize(lab, cfg, out: $stdout)
@@ -279,16 +281,8 @@ module ChaosLab
            "placement: #{hosts.map { |i| "h#{i}=#{running(i).join('+')}" }.join(' ')}")
     end
 
-    def wait_for(what, timeout)
-      deadline = Chaos.mono + timeout
-      loop do
-        v = yield
-        return v if v
-        raise "timed out after #{timeout} s waiting for #{what}" if Chaos.mono > deadline
-
-        sleep 0.5
-      end
-    end
+    # each poll asks three libvirtds and the balancer: every 0.5 s
+    def wait_for(what, timeout, &) = Chaos.wait_for(what, timeout, every: 0.5, &)
 
     def virsh(i, *args)
       Open3.capture2e('timeout', '30', 'virsh', '-q', '-c', @lab.env["LAB_URI_#{i}"], *args)
@@ -348,24 +342,6 @@ module ChaosLab
     def up_hosts = @state.select { |_, s| s == :up }.keys.sort
     def host_out? = @state.any? { |_, s| s != :up }
 
-    def chaos
-      t_end = Chaos.mono + @cfg.seconds
-      next_at = Chaos.mono + @rng.rand(@cfg.gap_s)
-      while Chaos.mono < t_end
-        undo_due
-        if Chaos.mono >= next_at
-          inject
-          next_at = Chaos.mono + @rng.rand(@cfg.gap_s)
-        end
-        sleep 0.1
-      end
-      note("faults end: #{@faults.values.sum} injected (#{@faults.map { |k, v| "#{k} #{v}" }.join(', ')})")
-    end
-
-    def undo_due
-      due, @pending = @pending.partition { |at, _, _| at <= Chaos.mono }
-      due.each { |_, i, what| undo(i, what) }
-    end
 
     def undo(i, what)
       case what

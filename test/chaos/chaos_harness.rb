@@ -109,6 +109,42 @@ module Chaos
   def self.stamp(ms) = Time.at(ms / 1000r).utc.strftime('%H:%M:%S.%L')
 
   # Whether this machine can run the test, and why not.
+  # Polls the block every `every` s until it gives a true value (returned); raises after timeout s.
+  def self.wait_for(what, timeout, every: 0.1)
+    deadline = mono + timeout
+    loop do
+      v = yield
+      return v if v
+      raise "timed out after #{timeout} s waiting for #{what}" if mono > deadline
+
+      sleep every
+    end
+  end
+
+  # The fault loop of a chaos run (this file's and the lab's, spec/lab_chaos): for @cfg.seconds,
+  # one fault (inject) every rand(@cfg.gap_s) s, each fault's undo (undo(i, what)) when due in
+  # @pending ([at, host, what]); then the count of @faults by kind. FAULT_TICK_S: the polling.
+  module FaultLoop
+    def chaos
+      t_end = Chaos.mono + @cfg.seconds
+      next_at = Chaos.mono + @rng.rand(@cfg.gap_s)
+      while Chaos.mono < t_end
+        undo_due
+        if Chaos.mono >= next_at
+          inject
+          next_at = Chaos.mono + @rng.rand(@cfg.gap_s)
+        end
+        sleep self.class::FAULT_TICK_S
+      end
+      note("faults end: #{@faults.values.sum} injected (#{@faults.map { |k, v| "#{k} #{v}" }.join(', ')})")
+    end
+
+    def undo_due
+      due, @pending = @pending.partition { |at, _, _| at <= Chaos.mono }
+      due.each { |_, i, what| undo(i, what) }
+    end
+  end
+
   def self.available?
     return [false, 'needs root (network namespaces)'] unless Process.uid.zero?
     return [false, "#{CLOUDD} is not built (rake compile)"] unless File.executable?(CLOUDD)
@@ -451,6 +487,8 @@ module Chaos
   # ------------------------------------------------------------------------------------------
 
   class Run
+    include FaultLoop
+    FAULT_TICK_S = 0.02
     attr_reader :result
 
     def initialize(cfg = Config.from_env, out: $stdout)
@@ -560,16 +598,7 @@ module Chaos
 
     def election(i) = @pool.call(i, { 'op' => 'leader', 'spec' => spec }, timeout: 2)&.dig('election')
 
-    def wait_for(what, timeout)
-      deadline = Chaos.mono + timeout
-      loop do
-        v = yield
-        return v if v
-        raise "timed out after #{timeout} s waiting for #{what}" if Chaos.mono > deadline
-
-        sleep 0.1
-      end
-    end
+    def wait_for(what, timeout, &) = Chaos.wait_for(what, timeout, &)
 
     # -- faults --------------------------------------------------------------------------------
 
@@ -577,24 +606,6 @@ module Chaos
     def faulty = @state.count { |_, s| s != :up }
     def up_hosts = @state.select { |_, s| s == :up }.keys
 
-    def chaos
-      t_end = Chaos.mono + @cfg.seconds
-      next_at = Chaos.mono + @rng.rand(@cfg.gap_s)
-      while Chaos.mono < t_end
-        undo_due
-        if Chaos.mono >= next_at
-          inject
-          next_at = Chaos.mono + @rng.rand(@cfg.gap_s)
-        end
-        sleep 0.02
-      end
-      note("faults end: #{@faults.values.sum} injected (#{@faults.map { |k, v| "#{k} #{v}" }.join(', ')})")
-    end
-
-    def undo_due
-      due, @pending = @pending.partition { |at, _, _| at <= Chaos.mono }
-      due.each { |_, i, what| undo(i, what) }
-    end
 
     def undo(i, what)
       case what
